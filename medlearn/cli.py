@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("grade-check", help="nbgrader round trip: solution full marks, student 0, wrong partial, no leak")
     g.add_argument("assignments", nargs="*", help="assignment names (default: all in exercises/source)")
     g.add_argument("--course", default="exercises", help="the nbgrader course folder")
+    g.add_argument("--write-student", action="store_true",
+                   help="only write each assignment's student version to <course>/student/ (commit it)")
 
     s = sub.add_parser("seed-cache", help="copy real sample files into the data cache (md5-verified)")
     s.add_argument("source", help="folder with the real samples, e.g. ../shared/data")
@@ -48,8 +50,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return 0 if build_book(args.root, tier=args.tier, jobs=args.jobs, use_cache=not args.no_cache) else 1
     if args.command == "grade-check":
-        from medlearn.grading import grade_check
+        from medlearn.grading import grade_check, write_student_versions
 
+        if args.write_student:
+            write_student_versions(args.assignments or None, course_dir=args.course)
+            return 0
         return 0 if grade_check(args.assignments or None, course_dir=args.course) else 1
     if args.command == "seed-cache":
         from medlearn.data import seed_cache

@@ -1,0 +1,80 @@
+"""Every notebook of the book and every assignment's source notebook runs in the smoke tier.
+
+ONE session-scoped runner call executes them all (`jobs=2`, FAST=True, the session's seeded data
+cache); each notebook is then its own test, so a failure names the notebook, the cell and the
+error. The last test builds the book from those executed copies (cache hits, nothing re-executed)
+in a temporary copy of the project, so book/ and the project's _build are never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from medlearn.notebooks import _medlearn_digest, collect_notebooks, run_notebooks
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = collect_notebooks([ROOT / "book"]) + sorted(ROOT.glob("exercises/source/*/*.ipynb"))
+IDS = [nb.relative_to(ROOT).as_posix() for nb in NOTEBOOKS]
+
+pytestmark = [pytest.mark.notebook, pytest.mark.slow]
+
+
+@pytest.fixture(scope="session")
+def book_copy(tmp_path_factory) -> Path:
+    """A temporary copy of the book's sources (the runner writes its executed copies inside it)."""
+    copy = tmp_path_factory.mktemp("book-copy")
+    for name in ("_config.yml", "_toc.yml", "references.bib"):
+        shutil.copy2(ROOT / name, copy / name)
+    shutil.copytree(ROOT / "book", copy / "book", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    return copy
+
+
+@pytest.fixture(scope="session")
+def smoke_report(book_copy, data_cache):
+    """Run every notebook once per session, in the smoke tier, two at a time."""
+    digest = _medlearn_digest()
+    report = run_notebooks(NOTEBOOKS, tier="smoke", jobs=2, out_dir=book_copy / "_build" / "executed",
+                           report_path=ROOT / "_build" / "reports" / "smoke.json",  # CI uploads it
+                           use_cache=False, root=ROOT)
+    return {r.path: r for r in report.results}, report, digest
+
+
+@pytest.mark.parametrize("notebook", IDS)
+def test_notebook_runs_in_the_smoke_tier(smoke_report, notebook):
+    results, _, _ = smoke_report
+    r = results[notebook]
+    assert r.status == "ok", r.describe()
+    assert r.wall_s <= r.budget_s, r.describe()
+
+
+def test_book_builds_from_the_executed_notebooks(smoke_report, book_copy):
+    from medlearn.book import build_book, toc_notebooks
+
+    results, report, digest = smoke_report
+    in_book = [nb.relative_to(book_copy).as_posix() for nb in toc_notebooks(book_copy)]
+    not_ok = [results[p].describe() for p in in_book if p in results and not results[p].ok]
+    if not_ok:
+        pytest.fail("the book cannot build while its notebooks fail:\n" + "\n".join(not_ok))
+
+    assert build_book(book_copy, tier="smoke", jobs=2), "jupyter-book build failed (see the log above)"
+    book_report = json.loads((book_copy / "_build" / "reports" / "book-smoke.json").read_text())
+    reran = [r["path"] for r in book_report["results"] if r["status"] != "cached"]
+    if _medlearn_digest() != digest:
+        # Someone edited medlearn/ during the session (shared dev machine): re-running was right.
+        print(f"\nmedlearn changed during the session; the book build re-executed {len(reran)} notebook(s)")
+    else:
+        assert not reran, f"the book build re-executed {reran} instead of reusing the smoke run"
+
+    html = book_copy / "_build" / "html"
+    assert (html / "index.html").is_file()
+    part1 = sorted((html / "book" / "part1").glob("*.html"))
+    assert part1, "part 1 was not rendered"
+    for page in part1:
+        text = page.read_text()
+        assert re.search(r"<img[^>]+src=\"[^\"]*\.png", text), f"{page.name} has no rendered figure"
+    print(f"\nbook: {html / 'index.html'}")

@@ -1,0 +1,150 @@
+"""medlearn.pacs against a real Orthanc: round trips, exact counts, DICOMweb, authentication, clean stop."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+pydicom = pytest.importorskip("pydicom")
+requests = pytest.importorskip("requests")
+
+from medlearn import dicom, pacs  # noqa: E402
+from medlearn.data.synthetic import ct_series  # noqa: E402
+
+pytestmark = pytest.mark.pacs
+
+if not pacs.orthanc_available():  # `make test` installs it (system-deps); say how when it is missing
+    pytest.skip(pacs.INSTALL_HELP, allow_module_level=True)
+
+
+def _orthanc_pids() -> set[int]:
+    pids = set()
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if (p / "comm").read_text().strip() == "Orthanc":
+                    pids.add(int(p.name))
+            except OSError:
+                pass
+    return pids
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pacs_series")
+    df = ct_series.generate(root, fast=True, seed=7)  # 2 patients, 3 studies, 4 series, 12 slices each
+    return root, df
+
+
+@pytest.fixture(scope="module")
+def server(series):
+    before = _orthanc_pids()
+    with pacs.Orthanc() as p:
+        t0 = time.perf_counter()
+        n = p.store(series[0])
+        print(f"\nC-STORE {n} instances in {time.perf_counter() - t0:.2f} s")
+        yield p
+        workdir = p.workdir
+    assert not workdir.exists(), "the storage folder outlived the server"
+    assert _orthanc_pids() <= before, "an Orthanc process outlived the context manager"
+
+
+def _hashes(paths_or_datasets) -> dict[str, str]:
+    out = {}
+    for x in paths_or_datasets:
+        ds = x if isinstance(x, pydicom.Dataset) else pydicom.dcmread(x)
+        out[str(ds.SOPInstanceUID)] = dicom.pixel_hash(ds)
+    return out
+
+
+def test_echo(server):
+    assert server.echo() == 0x0000
+
+
+def test_unauthenticated_requests_are_refused(server):
+    assert requests.get(f"{server.url}/system", timeout=5).status_code == 401
+    assert requests.get(f"{server.dicomweb_url}/studies", timeout=5).status_code == 401
+    assert requests.get(f"{server.url}/system", auth=(server.username, "wrong"), timeout=5).status_code == 401
+    assert requests.get(f"{server.url}/system", auth=(server.username, server.password), timeout=5).status_code == 200
+
+
+def test_own_ports_and_storage(server):
+    assert {server.http_port, server.dicom_port}.isdisjoint({4242, 8042})
+    assert server.storage.is_dir() and any(server.storage.rglob("*"))  # Orthanc writes into our temp folder
+    assert server.rest("/system")["DicomAet"] == server.aet
+
+
+def test_c_find_counts(server, series):
+    _, df = series
+    assert len(server.find("PATIENT")) == df.patient_id.nunique() == 2
+    assert len(server.find("STUDY")) == df.study_uid.nunique() == 3
+    assert len(server.find("SERIES")) == len(df) == 4
+    study = df.study_uid[0]
+    in_study = server.find("SERIES", StudyInstanceUID=study)
+    assert sorted(s.SeriesInstanceUID for s in in_study) == sorted(df[df.study_uid == study].series_uid)
+    images = server.find("IMAGE", StudyInstanceUID=study, SeriesInstanceUID=df.series_uid[0])
+    assert len(images) == df.n_slices[0]
+    assert server.find("STUDY", PatientID="NOBODY") == []
+
+
+def test_c_move_round_trip_identical_pixels(server, series, tmp_path):
+    _, df = series
+    t0 = time.perf_counter()
+    got = server.move(tmp_path / "moved", series_uid=df.series_uid[1])
+    print(f"\nC-MOVE {len(got)} instances in {time.perf_counter() - t0:.2f} s")
+    sent = _hashes(sorted(Path(df.img_path[1]).glob("*.dcm")))
+    assert _hashes(got) == sent
+    vol_a, vol_b = dicom.read_series(df.img_path[1]), dicom.read_series(got)
+    assert (vol_a.array == vol_b.array).all() and vol_a.spacing == vol_b.spacing
+
+
+def test_dicomweb_qido_wado_stow(server, series, tmp_path):
+    _, df = series
+    client = server.dicomweb()
+    assert len(client.search_for_studies()) == df.study_uid.nunique()
+    qido = client.search_for_series(search_filters={"StudyInstanceUID": df.study_uid[0]})
+    assert sorted(s["0020000E"]["Value"][0] for s in qido) == sorted(df[df.study_uid == df.study_uid[0]].series_uid)
+    # WADO-RS returns the very instances C-STORE sent
+    wado = client.retrieve_series(df.study_uid[2], df.series_uid[2])
+    assert _hashes(wado) == _hashes(sorted(Path(df.img_path[2]).glob("*.dcm")))
+    # STOW-RS a new (de-identified) series, then find it by QIDO and by C-FIND
+    clean = [dicom.deidentify(pydicom.dcmread(f), salt="stow") for f in sorted(Path(df.img_path[3]).glob("*.dcm"))]
+    client.store_instances(clean)
+    uid = clean[0].SeriesInstanceUID
+    qido = client.search_for_instances(study_instance_uid=clean[0].StudyInstanceUID, series_instance_uid=uid)
+    assert sorted(i["00080018"]["Value"][0] for i in qido) == sorted(d.SOPInstanceUID for d in clean)
+    dimse = server.find("IMAGE", StudyInstanceUID=clean[0].StudyInstanceUID, SeriesInstanceUID=uid)
+    assert sorted(d.SOPInstanceUID for d in dimse) == sorted(d.SOPInstanceUID for d in clean)
+    assert _hashes(client.retrieve_series(clean[0].StudyInstanceUID, uid)) == _hashes(clean)
+
+
+def test_stop_cleans_up_after_error():
+    before = _orthanc_pids()
+    with pytest.raises(ZeroDivisionError):
+        with pacs.Orthanc() as p:
+            workdir, pid = p.workdir, p.process.pid
+            assert p.running and workdir.exists()
+            1 / 0
+    assert not workdir.exists()
+    assert pid not in _orthanc_pids() and _orthanc_pids() <= before
+
+
+def test_stop_cleans_up_after_keyboard_interrupt():
+    with pytest.raises(KeyboardInterrupt):
+        with pacs.Orthanc() as p:
+            workdir, pid = p.workdir, p.process.pid
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C / Jupyter's "interrupt kernel" sends
+            time.sleep(5)
+    assert not workdir.exists() and pid not in _orthanc_pids()
+
+
+def test_missing_orthanc_says_how_to_install(monkeypatch):
+    monkeypatch.setenv("ORTHANC_EXECUTABLE", "/nonexistent/Orthanc")
+    with pytest.raises(pacs.OrthancNotFound, match="apt-get install -y orthanc orthanc-dicomweb") as e:
+        pacs.Orthanc().start()
+    assert "orthancteam/orthanc" in str(e.value) and "orthanc-server.com" in str(e.value)
