@@ -78,7 +78,9 @@ def _stage(root: Path, stage: Path, executed: dict[Path, Path]) -> None:
         if (root / name).is_file():
             shutil.copy2(root / name, stage / name)
     # book/** and any page the toc lists outside book/
-    ignore = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "_build")
+    # Model weights a chapter saved next to itself (fastai's models/) are not part of the book.
+    ignore = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "_build", "models",
+                                    "*.pth", "*.pt", "*.pkl", "*.ckpt")
     if (root / "book").is_dir():
         shutil.copytree(root / "book", stage / "book", ignore=ignore)
     for f in toc_files(root):
@@ -107,7 +109,7 @@ def build_book(root: str | os.PathLike = ".", tier: str = "smoke", jobs: int = 1
     `tier` (executed copies in ``_build/executed``, cached), stages them with the book's sources in
     ``_build/stage`` and runs ``jupyter-book build -W --keep-going --all``: a notebook error, a
     missing page or a broken reference returns False. A notebook that only overran its budget is
-    reported but still built. With ``run=False`` the runner is skipped and Jupyter Book executes
+    reported but still built (and reused on the next build). With ``run=False`` the runner is skipped and Jupyter Book executes
     the source notebooks itself (the plain ``jupyter-book build .`` path). Used by `make book`.
     """
     from medlearn.notebooks import run_notebooks
@@ -119,7 +121,9 @@ def build_book(root: str | os.PathLike = ".", tier: str = "smoke", jobs: int = 1
         notebooks = toc_notebooks(root)
         report = run_notebooks(notebooks, tier=tier, jobs=jobs, out_dir=build / "executed",
                                report_path=build / "reports" / f"book-{tier}.json",
-                               use_cache=use_cache, root=root)
+                               use_cache=use_cache, root=root,
+                               # a run that completed but overran its budget still makes a page
+                               cache_statuses=("ok", "over-budget"))
         failed = [r for r in report.results if r.status == "failed"]
         if failed:
             print("book NOT built: these notebooks failed (fix them, then rerun `make book`):\n"

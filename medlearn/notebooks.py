@@ -236,14 +236,14 @@ def notebook_hash(nb_path: Path, tier: str, parameters: dict, lib_digest: str | 
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _cached(out: Path, key: str) -> dict | None:
+def _cached(out: Path, key: str, statuses=("ok",)) -> dict | None:
     if not out.is_file():
         return None
     try:
         meta = json.loads(out.read_text()).get("metadata", {}).get("medlearn", {})
     except (OSError, ValueError):
         return None
-    if meta.get("hash") == key and meta.get("status") == "ok":
+    if meta.get("hash") == key and meta.get("status") in statuses:
         return meta
     return None
 
@@ -305,14 +305,14 @@ def _short(text: str | None, n: int = 300) -> str | None:
 
 
 def _run_one(nb: Path, out: Path, rel: Path, tier: str, parameters: dict, budget_s: float,
-             key: str, env: dict, use_cache: bool) -> Result:
+             key: str, env: dict, use_cache: bool, cache_statuses=("ok",)) -> Result:
     base = dict(path=rel.as_posix(), tier=tier, budget_s=budget_s, output=str(out))
     if not nb.is_file():
         return Result(status="failed", wall_s=0.0, error="FileNotFoundError",
                       message=f"{nb} does not exist; pass a notebook or a folder of notebooks", **base)
     if nb.resolve() == out.resolve():
         raise ValueError(f"the executed copy of {nb} would overwrite it; choose another out_dir")
-    if use_cache and (meta := _cached(out, key)):
+    if use_cache and (meta := _cached(out, key, cache_statuses)):
         return Result(status="cached", wall_s=float(meta.get("wall_s", 0.0)), **base)
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -369,7 +369,9 @@ def _run_one(nb: Path, out: Path, rel: Path, tier: str, parameters: dict, budget
             cell, first = _failing_cell(partial)
         nbjson = json.loads(partial.read_text())
         nbjson.setdefault("metadata", {})["medlearn"] = {
-            "hash": key, "tier": tier, "parameters": parameters, "status": status,
+            # a killed run is incomplete: never reusable, whatever the cache accepts
+            "hash": key, "tier": tier, "parameters": parameters,
+            "status": "incomplete" if killed else status,
             "wall_s": round(wall, 2), "budget_s": budget_s, "source": rel.as_posix()}
         partial.write_text(json.dumps(nbjson, indent=1, ensure_ascii=False) + "\n")
         os.replace(partial, out)  # atomic: a reader never sees half a notebook
@@ -382,7 +384,8 @@ def _run_one(nb: Path, out: Path, rel: Path, tier: str, parameters: dict, budget
 # --------------------------------------------------------------------------- public entry
 
 def run_notebooks(paths=("book",), tier: str = "smoke", jobs: int = 1, out_dir="_build/executed",
-                  report_path=None, use_cache: bool = True, *, root=None, quiet: bool = False) -> Report:
+                  report_path=None, use_cache: bool = True, *, root=None, quiet: bool = False,
+                  cache_statuses=("ok",)) -> Report:
     """Return a Report after executing `paths` (notebooks or folders) with papermill in `tier`.
 
     Parameters of the tier are injected after each notebook's ``parameters`` cell; each notebook
@@ -390,7 +393,8 @@ def run_notebooks(paths=("book",), tier: str = "smoke", jobs: int = 1, out_dir="
     copy (with timing and a cache key in ``metadata.medlearn``) is written to ``out_dir`` under
     its path relative to the project root. A copy whose key matches a previous successful run is
     reused ("cached"). The JSON report goes to `report_path` (default
-    ``<out_dir>/report-<tier>.json``). Introduced in the README ("Instructors") and used by
+    ``<out_dir>/report-<tier>.json``). `cache_statuses` widens what may be reused: the book build
+    also reuses a run that completed but overran its budget ("over-budget"). Introduced in the README ("Instructors") and used by
     `medlearn.book.build_book` and ``tests/test_notebooks.py``.
     """
     if tier not in TIER_PARAMETERS:
@@ -416,7 +420,8 @@ def run_notebooks(paths=("book",), tier: str = "smoke", jobs: int = 1, out_dir="
     for nb in notebooks:
         rel = _relative(nb, root)
         key = notebook_hash(nb, tier, parameters, lib) if nb.is_file() else ""
-        jobs_args.append((nb, out_dir / rel, rel, tier, parameters, budget_s, key, env, use_cache))
+        jobs_args.append((nb, out_dir / rel, rel, tier, parameters, budget_s, key, env, use_cache,
+                          tuple(cache_statuses)))
 
     report = Report(tier=tier)
     if not quiet:

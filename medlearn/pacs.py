@@ -21,7 +21,6 @@ one interface, so the ports listen on all interfaces of the machine: run it on a
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import secrets
@@ -195,8 +194,8 @@ class Orthanc:
                                                 start_new_session=True)
             finally:
                 log.close()
+            # runs on stop(), on garbage collection, and at interpreter exit (finalize's atexit hook)
             self._finalizer = weakref.finalize(self, _stop, self.process, self.workdir)
-            atexit.register(self._finalizer)
             try:
                 self._wait_ready()
                 return self
@@ -232,7 +231,6 @@ class Orthanc:
         """Stop the server and delete its storage folder (safe to call twice)."""
         if self._finalizer is not None:
             self._finalizer()
-            atexit.unregister(self._finalizer)
         self.process = None
         self.workdir = None
 

@@ -113,7 +113,11 @@ def _new_figure(figsize):
     global _FIG_CLASS
     if _FIG_CLASS is None:
         _FIG_CLASS = _figure_class()
-    return _FIG_CLASS(figsize=figsize, dpi=100, layout="constrained")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = _FIG_CLASS(figsize=figsize, dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)  # a canvas of its own: draws and saves without pyplot
+    return fig
 
 
 def _show(fig):

@@ -57,7 +57,8 @@ def test_book_builds_from_the_executed_notebooks(smoke_report, book_copy):
 
     results, report, digest = smoke_report
     in_book = [nb.relative_to(book_copy).as_posix() for nb in toc_notebooks(book_copy)]
-    not_ok = [results[p].describe() for p in in_book if p in results and not results[p].ok]
+    # Over-budget runs completed (their own tests fail); only an error stops the book.
+    not_ok = [results[p].describe() for p in in_book if p in results and results[p].status == "failed"]
     if not_ok:
         pytest.fail("the book cannot build while its notebooks fail:\n" + "\n".join(not_ok))
 

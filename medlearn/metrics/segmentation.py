@@ -89,6 +89,7 @@ def segmentation_metrics(preds: Iterable, targets: Iterable, spacings: Iterable[
 
     rows = []
     for cid, p, t, sp in zip(case_ids, preds, targets, spacings):
+        sp = [float(s) for s in sp]  # MONAI rejects numpy scalars (e.g. nibabel's float32 zooms)
         p3, t3 = _as_3d(p, "prediction") > 0, _as_3d(t, "target") > 0
         if p3.shape != t3.shape:
             raise ValueError(f"case {cid}: prediction {p3.shape} and target {t3.shape} differ; resample one onto the other")
@@ -106,9 +107,9 @@ def segmentation_metrics(preds: Iterable, targets: Iterable, spacings: Iterable[
         if p3.any() and t3.any():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                hd = float(compute_hausdorff_distance(pt, tt, include_background=True, spacing=list(sp)))
+                hd = float(compute_hausdorff_distance(pt, tt, include_background=True, spacing=sp))
                 hd95 = float(compute_hausdorff_distance(pt, tt, include_background=True, percentile=95,
-                                                        spacing=list(sp)))
+                                                        spacing=sp))
         else:
             hd = hd95 = float("nan")
         rows.append({"case": cid, "dice": dice, "jaccard": jac, "hd_mm": hd, "hd95_mm": hd95,

@@ -21,7 +21,7 @@ def _irregularity(n_classes: int, rng: np.random.Generator, label: int) -> float
         return float(np.clip(levels[label // 3] + rng.normal(0, 0.06), 0, 1.2))
     levels = np.linspace(0.0, 1.0, 2)
     # classes overlap a little: the margin is a noisy cue, as a radiologist's impression is
-    return float(np.clip(levels[label] + rng.normal(0, 0.18), 0, 1.2))
+    return float(np.clip(levels[label] + rng.normal(0, 0.15), 0, 1.2))
 
 
 def _elongation(n_classes: int, label: int, rng: np.random.Generator) -> np.ndarray:
@@ -35,16 +35,16 @@ def _elongation(n_classes: int, label: int, rng: np.random.Generator) -> np.ndar
 def _blob_2d(size: int, rng: np.random.Generator, irr: float, stretch=None) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     cy, cx = rng.uniform(0.35, 0.65, 2)
-    r0 = rng.uniform(0.14, 0.26)
+    r0 = rng.uniform(0.18, 0.30)
     sy, sx = (1.0, 1.0) if stretch is None else (stretch[0] * stretch[2], stretch[1] * stretch[2])
     dy, dx = (yy - cy) / sy, (xx - cx) / sx
     theta = np.arctan2(dy, dx)
     rad = np.hypot(dy, dx)
     # low-frequency lobulation for every class (a distractor), high-frequency spiculation by class
-    boundary = 1 + 0.12 * rng.uniform() * np.cos(2 * theta + rng.uniform(0, 6.3))
-    for _ in range(3):
-        k = rng.integers(5, 11)
-        boundary = boundary + irr * rng.uniform(0.06, 0.14) * np.cos(k * theta + rng.uniform(0, 6.3))
+    amps = np.r_[0.12 * rng.uniform(), irr * rng.uniform(0.08, 0.16, 3)]
+    freqs = np.r_[2, rng.integers(4, 8, 3)]
+    boundary = 1 + sum(a * np.cos(k * theta + rng.uniform(0, 6.3)) for a, k in zip(amps, freqs))
+    boundary = boundary / np.sqrt(1 + (amps ** 2).sum() / 2)  # same expected area whatever the margin
     signed = (r0 * boundary - rad) / (0.7 / size)  # positive inside, in pixels
     return 1.0 / (1.0 + np.exp(-np.clip(signed, -30, 30)))
 
@@ -62,7 +62,7 @@ def _grid_3d(size: int) -> np.ndarray:
 def _blob_3d(size: int, rng: np.random.Generator, irr: float, stretch=None) -> np.ndarray:
     grid = _grid_3d(size)
     c = rng.uniform(0.4, 0.6, 3).astype(np.float32)
-    axes = rng.uniform(0.15, 0.27, 3).astype(np.float32)
+    axes = rng.uniform(0.2, 0.3, 3).astype(np.float32)
     if stretch is not None:
         axes = axes * stretch / stretch.mean()
     d = grid - c[:, None]
@@ -71,10 +71,11 @@ def _blob_3d(size: int, rng: np.random.Generator, irr: float, stretch=None) -> n
     directions = rng.normal(size=(4, 3)).astype(np.float32)
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
     proj = (directions @ d) / norm  # cosine between each voxel's direction and 4 random axes
-    freq = np.r_[rng.uniform(1, 2), rng.uniform(4, 9, 3)].astype(np.float32)
-    amp = np.r_[0.10 * rng.uniform(), irr * rng.uniform(0.07, 0.16, 3)].astype(np.float32)
+    freq = np.r_[rng.uniform(1, 2), rng.uniform(3, 6, 3)].astype(np.float32)
+    amp = np.r_[0.10 * rng.uniform(), irr * rng.uniform(0.06, 0.13, 3)].astype(np.float32)
     phase = rng.uniform(0, 6.3, 4).astype(np.float32)
     boundary = 1 + (amp[:, None] * np.cos(freq[:, None] * np.float32(np.pi) * proj + phase[:, None])).sum(0)
+    boundary = boundary / np.float32((1 + 1.5 * (amp ** 2).sum()) ** (1 / 3))  # same expected volume
     signed = (boundary - rad) * (axes.mean() * size / np.float32(0.7))
     return (1.0 / (1.0 + np.exp(-np.clip(signed, -30, 30)))).reshape(size, size, size)
 
@@ -103,7 +104,7 @@ def generate_arrays(flag: str, *, size: int, counts: dict, n_classes: int, is3d:
                 images[i] = np.where(blob > 0.5, 255, 0).astype(np.uint8)
                 continue
             background = rng.uniform(40, 110)
-            contrast = rng.uniform(40, 110) * rng.choice([-1, 1]) if not is3d else rng.uniform(50, 120)
+            contrast = rng.uniform(40, 110)
             noise = rng.standard_normal(blob.shape, dtype=np.float32) * np.float32(rng.uniform(6, 16))
             img = background + contrast * blob + noise
             images[i] = np.clip(img, 0, 255).astype(np.uint8)

@@ -77,32 +77,32 @@ def _nodule_patch(rng, malignant: bool, spacing: np.ndarray) -> tuple[np.ndarray
         _draw_segment(hu, p0, p1, radius, lambda g, peak=peak: -850 + (peak + 850) * g)
 
     # the nodule: radius overlaps between classes (malignant a little larger on average, as in LIDC)
-    radius_mm = float(np.clip(rng.lognormal(np.log(5.0 if malignant else 4.4), 0.3), 2.5, 10.0))
+    radius_mm = float(np.clip(rng.lognormal(np.log(4.9 if malignant else 4.5), 0.3), 2.5, 10.0))
     centre = np.array(shape) / 2 + rng.uniform(-2, 2, 3)
     cmm = centre * spacing
     rel = mm - cmm[:, None, None, None]
     # a malignant-looking benign nodule or a smooth malignant one now and then: labels are not pure looks
-    atypical = rng.random() < (0.12 if malignant else 0.08)
+    atypical = rng.random() < (0.10 if malignant else 0.06)
     looks_malignant = malignant != atypical
 
     if looks_malignant:
         # lobulated: a union of 2–4 overlapping lobes, each with an irregular, noisy surface
         inside = np.zeros(shape, dtype=np.float32)
-        surface = 0.22 * _smooth_noise(rng, shape, 1.2)
+        surface = 0.28 * _smooth_noise(rng, shape, 1.2)
         for k in range(rng.integers(2, 5)):
             offset = rng.normal(0, 0.45 * radius_mm, 3) if k else np.zeros(3)
             r_lobe = radius_mm * rng.uniform(0.55, 0.85) if k else radius_mm * rng.uniform(0.75, 0.95)
             d = np.sqrt(((rel - offset[:, None, None, None]) ** 2).sum(0)) / r_lobe
             inside = np.maximum(inside, (d < 1 + surface).astype(np.float32))
         # spicules: thin strands radiating from the surface
-        n_spic = rng.integers(4, 11)
+        n_spic = rng.integers(6, 15)
         for _ in range(n_spic):
             direction = rng.normal(size=3)
             direction /= np.linalg.norm(direction)
             start = centre + direction * (0.7 * radius_mm / spacing)
-            end = centre + direction * ((radius_mm + rng.uniform(3, 8)) / spacing)
-            strength = rng.uniform(0.5, 0.9)
-            _draw_segment(inside, start, end, rng.uniform(0.4, 0.7), lambda g, s=strength: s * g)
+            end = centre + direction * ((radius_mm + rng.uniform(3, 9)) / spacing)
+            strength = rng.uniform(0.6, 1.0)
+            _draw_segment(inside, start, end, rng.uniform(0.45, 0.75), lambda g, s=strength: s * g)
         kind = "spiculated"
     else:
         axes = radius_mm * rng.uniform(0.85, 1.0, 3)
