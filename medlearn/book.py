@@ -55,9 +55,12 @@ def _jupyter_book() -> list[str]:
 
 
 def _stage_executed(done: Path, target: Path) -> None:
-    """Copy an executed notebook, saying in its injected-parameters cell which tier produced the page."""
+    """Copy an executed notebook to the stage, marked "do not execute" and labelled with its tier."""
     nb = json.loads(done.read_text())
     tier = nb.get("metadata", {}).get("medlearn", {}).get("tier")
+    # Already executed: Jupyter Book's "auto" mode would rerun any notebook with one output-less
+    # code cell (an import), so switch execution off for this file only (myst-nb file-level config).
+    nb.setdefault("metadata", {}).setdefault("mystnb", {})["execution_mode"] = "off"
     for cell in nb.get("cells", []):
         if tier and "injected-parameters" in cell.get("metadata", {}).get("tags", []):
             src = cell.get("source", "")
@@ -91,8 +94,8 @@ def _stage(root: Path, stage: Path, executed: dict[Path, Path]) -> None:
                 shutil.copy2(src, stage / f"{f}{suffix}")
     for src, done in executed.items():
         _stage_executed(done, stage / src.relative_to(root))
-    # The executed copies already carry outputs: Jupyter Book runs only a notebook still lacking
-    # them ("auto"), and still raises on its errors (nb_execution_raise_on_error in _config.yml).
+    # The executed copies are marked execution_mode "off"; any other notebook still lacking outputs
+    # is executed ("auto"), and its errors still fail the build (nb_execution_raise_on_error).
     config_path = stage / "_config.yml"
     config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
     config.setdefault("execute", {})["execute_notebooks"] = "auto"

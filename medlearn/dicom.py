@@ -142,7 +142,10 @@ def _files(source) -> list[Path]:
         if p.is_file():
             return [p]
         raise DicomSeriesError(f"{p} does not exist; check the path")
-    return [Path(f) for f in source]
+    files = [Path(f) for f in source]
+    if not files:
+        raise DicomSeriesError("no files were given; pass a folder or a non-empty list of .dcm paths")
+    return files
 
 
 def _read(path: Path, stop_before_pixels: bool = False):
@@ -238,18 +241,19 @@ def read_series(source, series_uid: str | None = None, *, allow_nonuniform: bool
     and compressed transfer syntaxes without an installed decoder.
     """
     files = _files(source)
+    where = str(source) if isinstance(source, (str, Path)) else f"the {len(files)} files given (first {files[0]})"
     headers = [(f, _read(f)) for f in files]
     by_series: dict[str, list] = {}
     for f, ds in headers:
         by_series.setdefault(str(ds.get("SeriesInstanceUID", "<no SeriesInstanceUID>")), []).append((f, ds))
     if series_uid is not None:
         if series_uid not in by_series:
-            raise DicomSeriesError(f"series {series_uid} is not in {source}; the series there are: "
+            raise DicomSeriesError(f"series {series_uid} is not in {where}; the series there are: "
                                    f"{sorted(by_series)}")
         chosen = by_series[series_uid]
     elif len(by_series) > 1:
         desc = "; ".join(f"{uid} ({len(v)} files, e.g. {v[0][0].name})" for uid, v in by_series.items())
-        raise DicomSeriesError(f"{source} mixes {len(by_series)} series: {desc}. Pass "
+        raise DicomSeriesError(f"{where} mixes {len(by_series)} series: {desc}. Pass "
                                f"series_uid=... (see medlearn.dicom.list_series) or put each series in its own folder")
     else:
         chosen = next(iter(by_series.values()))
@@ -306,7 +310,7 @@ def read_series(source, series_uid: str | None = None, *, allow_nonuniform: bool
         if abs(gaps[worst] - median) > SLICE_GAP_TOLERANCE * median:
             if not allow_nonuniform:
                 raise DicomSeriesError(
-                    f"non-uniform slice gaps in {source}: between {chosen[worst][0].name} and "
+                    f"non-uniform slice gaps in {where}: between {chosen[worst][0].name} and "
                     f"{chosen[worst + 1][0].name} the step is {gaps[worst]:.3f} mm, elsewhere {median:.3f} mm "
                     f"(gaps: {sorted({float(g) for g in np.round(gaps, 3)})} mm). A slice is missing or the series mixes "
                     f"stacks. Fix: find the missing file, split the series, or pass allow_nonuniform=True to "

@@ -347,3 +347,15 @@ def test_archive_sets_are_unpacked_once_into_a_segmentation_table(server, tmp_pa
         assert Path(row.img_path).is_file() and Path(row.mask_path).is_file() and "_label" in row.mask_path
     assert set(ds.df.columns) >= {"img_path", "mask_path", "labels", "split", "is_val"}
     assert not list(cache.rglob(".extracting-*"))
+
+
+def test_synthetic_only_sets_are_generated_once_with_valid_paths(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("medlearn.data.synthetic.heads")
+    monkeypatch.setenv("MEDLEARN_OFFLINE", "1")
+    ds = load("ixi_tiny", fast=True, cache_dir=tmp_path)  # IXI Tiny falls back to the heads stand-in
+    line = capsys.readouterr().out.strip()
+    assert ds.source == "synthetic" and line.startswith("IXI Tiny — SYNTHETIC STAND-IN") and "heads" in line
+    for col in ("img_path", "mask_path"):
+        assert all(Path(p).is_file() and ".tmp" not in p for p in ds.df[col])
+    again = load("ixi_tiny", fast=True, cache_dir=tmp_path, verbose=False)
+    assert again.df.equals(ds.df) and len(list((tmp_path / "synthetic").iterdir())) == 1

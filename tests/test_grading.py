@@ -92,6 +92,7 @@ def test_expected_json_lists_every_autograded_cell_and_each_submission_loses_poi
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_wrong_submissions_keep_nbgrader_metadata(assignment):
     student = grading.student_path(assignment, COURSE)
+    assert student.is_file(), f"{student} is missing: run `medlearn grade-check --write-student {assignment}`"
     released = {_meta(c)["grade_id"]: _meta(c) for c in _cells(student) if _meta(c)}
     for path in sorted((SUBMISSIONS / assignment).glob("*.ipynb")):
         submitted = {_meta(c)["grade_id"]: _meta(c) for c in _cells(path) if _meta(c)}

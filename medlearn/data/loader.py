@@ -36,6 +36,9 @@ def reachable(url: str, timeout: float = 3.0) -> bool:
         return False
     parsed = urlparse(url)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    key = (parsed.hostname, port)
+    if _REACHABLE.get(key) is False:  # probed unreachable earlier in this process: do not wait again
+        return False
     result = []
 
     def probe():
@@ -49,7 +52,11 @@ def reachable(url: str, timeout: float = 3.0) -> bool:
     t = threading.Thread(target=probe, daemon=True)
     t.start()
     t.join(timeout)
+    _REACHABLE[key] = bool(result)
     return bool(result)
+
+
+_REACHABLE: dict = {}
 
 
 def fetch(info: Entry, size=None, *, root: Path | None = None, progress: bool = True) -> list[Path]:
@@ -252,15 +259,29 @@ def _generated(info: Entry, generator_name: str, *, seed, fast, n, root: Path, w
     tag = f"n{n}" if n is not None else ("fast" if fast else "full")
     folder = root / "synthetic" / f"{generator_name}_seed{seed}_{tag}"
     index = folder / "index.csv"
-    if index.is_file():
-        df = pd.read_csv(index)
-    else:
+    if not index.is_file():
         import shutil
 
-        shutil.rmtree(folder, ignore_errors=True)  # a half-written folder from an interrupted run
-        folder.mkdir(parents=True)
-        df = generate(folder, n=n, seed=seed, fast=fast)
-        mm._atomic_save(lambda p: df.to_csv(p, index=False), index)  # written last: marks the folder complete
+        # generate into a private folder and rename it into place: an interrupted run leaves no
+        # half-written set, and two notebooks generating the same set at once do not collide
+        tmp = folder.parent / f".{folder.name}.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            df = generate(tmp, n=n, seed=seed, fast=fast)
+            for col in df.columns:  # the generator wrote paths under tmp; they will live under folder
+                if df[col].map(lambda v: isinstance(v, str)).any():
+                    df[col] = df[col].map(lambda v: v.replace(str(tmp), str(folder)) if isinstance(v, str) else v)
+            df.to_csv(tmp / "index.csv", index=False)
+            if folder.exists() and not index.is_file():
+                shutil.rmtree(folder, ignore_errors=True)  # left over from an interrupted older version
+            try:
+                os.replace(tmp, folder)
+            except OSError:  # another process finished first: use its copy
+                pass
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    df = pd.read_csv(index)
     counts = {}
     if "split" in df:
         counts = df["split"].value_counts().to_dict()
