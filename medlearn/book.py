@@ -112,8 +112,9 @@ def build_book(root: str | os.PathLike = ".", tier: str = "smoke", jobs: int = 1
     `tier` (executed copies in ``_build/executed``, cached), stages them with the book's sources in
     ``_build/stage`` and runs ``jupyter-book build -W --keep-going --all``: a notebook error, a
     missing page or a broken reference returns False. A notebook that only overran its budget is
-    reported but still built (and reused on the next build). With ``run=False`` the runner is skipped and Jupyter Book executes
-    the source notebooks itself (the plain ``jupyter-book build .`` path). Used by `make book`.
+    reported but still built (and reused on the next build). With ``run=False`` the runner is
+    skipped and Jupyter Book executes the source notebooks itself (the plain
+    ``jupyter-book build .`` path). Used by `make book`.
     """
     from medlearn.notebooks import run_notebooks
 
@@ -127,7 +128,8 @@ def build_book(root: str | os.PathLike = ".", tier: str = "smoke", jobs: int = 1
                                use_cache=use_cache, root=root,
                                # a run that completed but overran its budget still makes a page
                                cache_statuses=("ok", "over-budget"))
-        failed = [r for r in report.results if r.status == "failed"]
+        # failed, or killed at the hard limit (an incomplete notebook makes no page)
+        failed = [r for r in report.results if r.status == "failed" or r.error == "Timeout"]
         if failed:
             print("book NOT built: these notebooks failed (fix them, then rerun `make book`):\n"
                   + "\n".join("  " + r.describe() for r in failed), file=sys.stderr)
@@ -140,6 +142,8 @@ def build_book(root: str | os.PathLike = ".", tier: str = "smoke", jobs: int = 1
     stage = build / "stage"
     _stage(root, stage, executed)
     html = build / "html"
+    if html.exists():
+        shutil.rmtree(html)  # a failed build must not leave the previous book looking current
     cmd = _jupyter_book() + ["build", str(stage), "--path-output", str(root),
                              "-W", "--keep-going", "--all"]
     print("$ " + " ".join(cmd), flush=True)

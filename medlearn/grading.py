@@ -90,7 +90,7 @@ class AssignmentReport:
                          + f"  {sub.total:>4g}/{total_max:<4g}  {verdict}")
         lines.append("leak check: " + ("no solution or hidden-test text in the release" if not self.leaks
                                        else f"{len(self.leaks)} leaked line(s): " + "; ".join(self.leaks[:5])))
-        lines.append("feedback: " + (", ".join(p.name for p in self.feedback) or "none"))
+        lines.append("feedback: " + (", ".join(f"{p.parent.parent.name}/{p.name}" for p in self.feedback) or "none"))
         lines.extend(f"PROBLEM: {p}" for p in self.problems)
         return "\n".join(lines)
 

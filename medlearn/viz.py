@@ -199,10 +199,16 @@ def _to_ras(arr: np.ndarray, spacing, orientation: str) -> tuple[np.ndarray, tup
     return out, tuple(new_spacing)
 
 
-def _volume(x: Any, spacing=None, what: str = "vol", reorient: bool = True) -> _Volume:
+def _volume(x: Any, spacing=None, what: str = "vol", reorient: bool = True, orientation: str | None = None) -> _Volume:
     if isinstance(x, _Volume):
         return x if spacing is None else _Volume(x.array, spacing, x.orientation, x.note)
     arr, sp, orient = _load(x)
+    if orientation is not None:
+        orientation = "".join(orientation).upper()
+        if sorted(orientation) not in (sorted(p) for p in ("RAS", "LAS", "RPS", "LPS", "RAI", "LAI", "RPI", "LPI")) \
+                or len(set(orientation)) != 3:
+            raise ValueError(f"{what}: orientation {orientation!r} is not an axis code like 'RAS' or 'LPS'")
+        orient = orientation
     arr = _squeeze_channels(np.asarray(arr), what)
     if spacing is None:
         spacing = sp if sp is not None else (1.0, 1.0, 1.0)
@@ -222,8 +228,10 @@ def _companion(x: Any, vol: _Volume, what: str, source_orientation: str | None) 
         return None
     arr, _sp, orient = _load(x)
     arr = _squeeze_channels(np.asarray(arr), what)
+    # a mask with its own affine is reoriented from its own orientation; a bare array is taken to be
+    # stored like the image it belongs to
     orient = orient or source_orientation
-    if orient is not None and orient != "RAS" and vol.note:
+    if vol.orientation == "RAS" and orient is not None and orient != "RAS":
         arr, _ = _to_ras(arr, (1, 1, 1), orient)
     if arr.shape != vol.array.shape:
         raise ValueError(f"{what}: shape {arr.shape} differs from the image's {vol.array.shape}; "
@@ -424,14 +432,16 @@ def _orientation_line(vol: _Volume, radiological: bool) -> str:
     sp = "×".join(f"{s:.2g}" for s in vol.spacing)
     shape = "×".join(str(s) for s in vol.array.shape)
     if vol.orientation:
-        how = "radiological (patient's right on screen left)" if radiological else "neurological (patient's right on screen right)"
+        how = ("radiological (patient's right on screen left)" if radiological
+               else "neurological (patient's right on screen right)")
         extra = f"; {vol.note}" if vol.note else ""
         return f"{shape} voxels, spacing {sp} mm\nRAS+ axes, {how}{extra}"
     return f"{shape} voxels, spacing {sp} mm\norientation unknown: array axes (X, Y, Z) shown as stored"
 
 
 def show_planes(vol, spacing=None, mask=None, prob=None, window=None, title: str | None = None,
-                slices: Sequence[int] | None = None, alpha: float = 0.4, radiological: bool = False):
+                slices: Sequence[int] | None = None, alpha: float = 0.4, radiological: bool = False,
+                orientation: str | None = None):
     """Return the Figure with axial, coronal and sagittal slices of `vol`, each with its true aspect.
 
     Part 2 (anatomical planes, voxel spacing) and parts 3–4 (a nodule, a head and its mask).
@@ -439,10 +449,12 @@ def show_planes(vol, spacing=None, mask=None, prob=None, window=None, title: str
     `spacing` (sx, sy, sz) in mm overrides what the input carries; `mask`: a label volume or a dict
     of them (``{"rater 1": m1, "rater 2": m2}``); `prob`: a probability volume in [0, 1];
     `window`: a `WINDOWS` name or (level, width), default the 0.5–99.5 percentile range;
-    `slices`: (i, j, k) voxel indices (default the centre, or the mask's centre of mass).
+    `slices`: (i, j, k) voxel indices (default the centre, or the mask's centre of mass);
+    `orientation`: the axis codes of a bare array (e.g. "LPS" for a DICOM-built volume), so that it is
+    reoriented and labelled; inputs with an affine carry their own. `slices` index the displayed (RAS) grid.
     """
-    v = _volume(vol, spacing, "vol")
-    _, _, src_orient = _load(vol) if isinstance(vol, (str, Path)) else (None, None, _orient_of(vol))
+    v = _volume(vol, spacing, "vol", orientation=orientation)
+    src_orient = orientation or (_load(vol)[2] if isinstance(vol, (str, Path)) else _orient_of(vol))
     masks = _masks(mask, v, src_orient)
     p = _companion(prob, v, "prob", src_orient)
     level, width = _resolve_window(window, v.array)
@@ -483,14 +495,14 @@ def _default_slices(arr: np.ndarray, masks: dict, slices) -> tuple[int, int, int
 
 
 def montage(vol, axis: int = 2, n: int = 12, mask=None, spacing=None, window=None, ncols: int | None = None,
-            title: str | None = None, alpha: float = 0.4, prob=None):
+            title: str | None = None, alpha: float = 0.4, prob=None, orientation: str | None = None):
     """Return the Figure with `n` evenly spaced slices of `vol` along `axis` (2: axial), true aspect.
 
     Part 2 (scrolling through a series) and part 4 (a mask checked slice by slice).
     Inputs as for `show_planes`; `mask` may be a dict of masks drawn in different colours.
     """
-    v = _volume(vol, spacing, "vol")
-    src_orient = _orient_of(vol) if not isinstance(vol, (str, Path)) else _load(vol)[2]
+    v = _volume(vol, spacing, "vol", orientation=orientation)
+    src_orient = orientation or (_orient_of(vol) if not isinstance(vol, (str, Path)) else _load(vol)[2])
     masks = _masks(mask, v, src_orient)
     p = _companion(prob, v, "prob", src_orient)
     if axis not in (0, 1, 2):
@@ -572,20 +584,21 @@ def show_grid(df_or_arrays, n: int = 8, ncols: int = 4, label_col: str = "labels
     their middle slice along the last axis. MedMNIST arrays are (N, H, W) in image order (rows down),
     kept as such when `images_are_yx` (default); NIfTI files are (X, Y, Z). `seed`: draw a random sample.
     """
-    items: list[tuple[np.ndarray, str, np.ndarray | None]] = []
+    items: list[tuple[np.ndarray, str, np.ndarray | None, tuple]] = []
     if hasattr(df_or_arrays, "iloc") and hasattr(df_or_arrays, "columns"):
         df = df_or_arrays
         if "img_path" not in df.columns:
             raise KeyError(f"show_grid: the DataFrame has no 'img_path' column (columns: {list(df.columns)})")
         rows = df.sample(min(n, len(df)), random_state=seed) if seed is not None else df.head(n)
         for _, row in rows.iterrows():
-            arr, _sp = _read_any(row["img_path"])
+            arr, sp = _read_any(row["img_path"])
             img = _middle(arr)
+            sp = tuple(sp[:2]) if sp is not None else (1.0, 1.0)
             m = None
             if mask_col and isinstance(row.get(mask_col), (str, Path)):
                 m = _middle(_read_any(row[mask_col])[0])
             label = str(row[label_col]) if label_col in df.columns else Path(row["img_path"]).name
-            items.append((img, label, m))
+            items.append((img, label, m, sp))
     else:
         labels = None
         images = df_or_arrays
@@ -604,15 +617,15 @@ def show_grid(df_or_arrays, n: int = 8, ncols: int = 4, label_col: str = "labels
             if images_are_yx:
                 img = img[::-1].T  # rows down → (X, Y) with Y up, so it looks as in the file
             lab = "" if labels is None else str(np.squeeze(_as_numpy(labels[i])))
-            items.append((img, lab, None))
+            items.append((img, lab, None, (1.0, 1.0)))
     if not items:
         raise ValueError("show_grid: nothing to show (empty DataFrame or array)")
     ncols = max(1, min(ncols, len(items)))
     nrows = int(np.ceil(len(items) / ncols))
     fig = _new_figure((2.4 * ncols, 2.5 * nrows + 0.4))
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
-    for ax, (img, lab, m) in zip(axes, items):
-        overlay(img, mask=m, ax=ax, window=window, legend=False)
+    for ax, (img, lab, m, sp) in zip(axes, items):
+        overlay(img, mask=m, ax=ax, window=window, legend=False, spacing=sp)
         ax.set_title(lab, fontsize="small")
         ax.set_xticks([])
         ax.set_yticks([])
@@ -635,10 +648,14 @@ def widgets_available() -> tuple[bool, str]:
     1. ``MEDLEARN_WIDGETS=1`` / ``0`` in the environment forces it on / off;
     2. no IPython kernel (plain Python, terminal IPython) → static;
     3. Google Colab → widgets (ipywidgets 7 front end);
-    4. a kernel started by a Jupyter server (JupyterLab/Notebook set ``JPY_SESSION_NAME``) or by
-       VS Code (``VSCODE_PID``) → widgets;
+    4. a kernel started by a Jupyter server (jupyter_server ≥ 2, i.e. JupyterLab 4 / Notebook 7, sets
+       ``JPY_SESSION_NAME``) or by VS Code (``VSCODE_PID`` or ``__vsc_ipynb_file__``) → widgets;
     5. anything else (papermill, nbclient, the Jupyter Book build, nbgrader) → static, because no
        one is there to move a slider and an unrendered widget would leave an empty output.
+
+    Asking the kernel whether a front end is connected is unreliable (papermill's kernel has a client
+    too), so this looks only at who started the kernel. A runner started from inside a Jupyter kernel
+    inherits ``JPY_SESSION_NAME``: such runners should set ``MEDLEARN_WIDGETS=0``.
     """
     env = os.environ.get("MEDLEARN_WIDGETS", "").strip().lower()
     if env in ("1", "true", "yes", "on"):
@@ -650,7 +667,8 @@ def widgets_available() -> tuple[bool, str]:
         return False, "no Jupyter kernel"
     if "google.colab" in sys.modules:
         return True, "Google Colab"
-    if os.environ.get("JPY_SESSION_NAME") or os.environ.get("VSCODE_PID"):
+    if os.environ.get("JPY_SESSION_NAME") or os.environ.get("VSCODE_PID") or "__vsc_ipynb_file__" in getattr(
+            ip, "user_ns", {}):
         return True, "kernel started by a Jupyter front end"
     return False, "kernel without an interactive front end (papermill, book build)"
 
@@ -686,7 +704,8 @@ class Viewer:
         return f"<medlearn Viewer: {kind} ({self.reason})>"
 
 
-def view(vol, spacing=None, mask=None, window=None, backend: str = "widgets", title: str | None = None):
+def view(vol, spacing=None, mask=None, window=None, backend: str = "widgets", title: str | None = None,
+         orientation: str | None = None):
     """Return a `Viewer`: sliders for plane, slice, window/level and overlay opacity, or a static figure.
 
     Part 2 (scroll through a CT) and part 5 (review a mask). Works with ipywidgets 7.7 (Colab) and
@@ -710,8 +729,8 @@ def view(vol, spacing=None, mask=None, window=None, backend: str = "widgets", ti
     if backend != "widgets":
         raise ValueError(f'backend must be "widgets" or "itk", got {backend!r}')
 
-    v = _volume(vol, spacing, "vol")
-    src_orient = _orient_of(vol) if not isinstance(vol, (str, Path)) else _load(vol)[2]
+    v = _volume(vol, spacing, "vol", orientation=orientation)
+    src_orient = orientation or (_orient_of(vol) if not isinstance(vol, (str, Path)) else _load(vol)[2])
     masks = _masks(mask, v, src_orient)
     on, reason = widgets_available()
     if not on:

@@ -244,3 +244,32 @@ def test_itk_backend_says_how_to_install():
             viz.view(np.zeros((4, 4, 4)), backend="itk")
     else:  # pragma: no cover
         pytest.skip("itkwidgets is installed; it needs a browser")
+
+
+def test_a_mask_file_in_another_orientation_lands_on_the_image(tmp_path):
+    import nibabel as nib
+
+    vol, mask = _cube((20, 16, 8))
+    vol[:5] = 0.0
+    mask[:5] = 0  # an asymmetric cube: only the far side along x
+    ras = np.diag([1.0, 1.0, 2.0, 1.0])
+    nib.save(nib.Nifti1Image(vol, ras), str(tmp_path / "img.nii.gz"))
+    lps_mask = nib.Nifti1Image(mask, ras).as_reoriented(np.array([[0, -1], [1, -1], [2, 1]]))
+    nib.save(lps_mask, str(tmp_path / "mask.nii.gz"))
+    assert nib.aff2axcodes(lps_mask.affine) == ("L", "P", "S")
+    fig = viz.show_planes(tmp_path / "img.nii.gz", mask=tmp_path / "mask.nii.gz")
+    axial = fig.axes[0]
+    image = np.asarray(axial.get_images()[0].get_array())
+    fill = np.ma.getmaskarray(axial.get_images()[1].get_array())  # masked where the mask is absent
+    np.testing.assert_array_equal(~fill, image > 50)
+
+
+def test_a_bare_array_with_a_stated_orientation_is_reoriented():
+    vol = np.zeros((10, 8, 4), dtype=np.float32)
+    vol[0, 4, 2] = 1.0  # array x = 0 is the patient's left in LPS
+    fig = viz.show_planes(vol, spacing=(1, 1, 1), orientation="LPS", slices=(9, 3, 2))
+    shown = np.asarray(fig.axes[0].get_images()[0].get_array())
+    assert np.unravel_index(np.argmax(shown), shown.shape) == (3, 9)  # (Y, X) in RAS
+    assert fig.axes[0].get_title().startswith("axial (")
+    with pytest.raises(ValueError, match="axis code"):
+        viz.show_planes(vol, orientation="XYZ")

@@ -124,9 +124,7 @@ def model_as_rater(ratings, prob, level: str = "ordinal", *, n_boot: int = 1000,
 
 
 # ---------------------------------------------------------------------------------------------
-# ICC and Bland-Altman (part 4, PART4's section). NOTE: PART3 accidentally overwrote this file at
-# 15:18 UTC; this section was reconstructed from tests/test_metrics_segmentation.py so those tests
-# pass. PART4: replace it with your original version if it differed.
+# ICC and Bland-Altman (part 4: chapter 4.2 and assignment 4; tests in tests/test_metrics_segmentation.py)
 # ---------------------------------------------------------------------------------------------
 
 # our names -> pingouin's row labels (Shrout-Fleiss / McGraw-Wong)
@@ -135,7 +133,7 @@ _ICC_TYPES = {"ICC1": "ICC(1,1)", "ICC2": "ICC(A,1)", "ICC3": "ICC(C,1)",
 
 
 def icc(measurements, kind: str = "ICC2") -> dict:
-    """Return the intraclass correlation `{"icc", "ci95", "kind"}` for (n_cases, n_raters) measurements.
+    """Return the intraclass correlation `{"icc", "ci95", "kind", "pval", "n"}` for (n_cases, n_raters) measurements.
 
     Introduced in part 4 (volumes measured by two raters or a rater and a model). Computed by
     pingouin: "ICC2" is two-way random effects, absolute agreement (a constant offset lowers it);
@@ -156,7 +154,8 @@ def icc(measurements, kind: str = "ICC2") -> dict:
     table = pg.intraclass_corr(data=long, targets="case", raters="rater", ratings="value").set_index("Type")
     row = table.loc[_ICC_TYPES[kind]]
     ci_col = "CI95%" if "CI95%" in table.columns else "CI95"
-    return {"icc": float(row["ICC"]), "ci95": tuple(float(v) for v in row[ci_col]), "kind": kind}
+    return {"icc": float(row["ICC"]), "ci95": tuple(float(v) for v in row[ci_col]), "kind": kind,
+            "pingouin_type": _ICC_TYPES[kind], "pval": float(row["pval"]), "n": int(m.shape[0])}
 
 
 def bland_altman(a, b) -> dict:
@@ -175,4 +174,4 @@ def bland_altman(a, b) -> dict:
     bias = float(diff.mean())
     sd = float(diff.std(ddof=1))
     return {"bias": bias, "sd": sd, "lower": bias - 1.96 * sd, "upper": bias + 1.96 * sd,
-            "mean": (a + b) / 2, "diff": diff}
+            "n": int(a.size), "mean": (a + b) / 2, "diff": diff}
