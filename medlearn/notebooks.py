@@ -79,6 +79,7 @@ class Result:
     status: str                    # "ok" | "cached" | "failed" | "over-budget"
     wall_s: float                  # seconds (for "cached": the recorded time of the run it reuses)
     budget_s: float
+    cpu_s: float | None = None     # CPU seconds of runner + kernel (compare when the machine is busy)
     output: str | None = None      # the executed copy
     cell: int | None = None        # index of the failing cell in the SOURCE notebook (0-based)
     error: str | None = None       # exception name, e.g. "ZeroDivisionError"
@@ -139,13 +140,14 @@ class Report:
 
     def table(self) -> str:
         """Return a plain-text table: status, wall time, budget, notebook, error."""
-        rows = [f"{'status':<12}{'wall s':>8}{'budget':>8}  notebook"]
+        rows = [f"{'status':<12}{'wall s':>8}{'cpu s':>8}{'budget':>8}  notebook"]
         for r in self.results:
             wall = f"({r.wall_s:.1f})" if r.status == "cached" else f"{r.wall_s:.1f}"
-            line = f"{r.status:<12}{wall:>8}{r.budget_s:>8.0f}  {r.path}"
+            cpu = "-" if r.cpu_s is None else f"{r.cpu_s:.1f}"
+            line = f"{r.status:<12}{wall:>8}{cpu:>8}{r.budget_s:>8.0f}  {r.path}"
             if r.error:
                 where = f"cell {r.cell}: " if r.cell is not None else ""
-                line += f"\n{'':<30}{where}{r.error}: {r.message}"
+                line += f"\n{'':<38}{where}{r.error}: {r.message}"
             rows.append(line)
         d = self.to_dict()
         rows.append(f"{d['n']} notebooks, tier {self.tier}: " + ", ".join(
@@ -268,7 +270,13 @@ def _child_main(argv: list[str]) -> int:
     except Exception as e:  # kernel death, cell timeout, unreadable notebook
         err = {"error": type(e).__name__, "message": str(e)}
         code = 1
-    Path(spec["error_file"]).write_text(json.dumps(err))
+    import resource
+
+    # CPU seconds of this process and the kernel it started and reaped: the notebook's compute,
+    # which (unlike wall time) does not grow when other jobs share the machine.
+    usage = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    cpu = sum(u.ru_utime + u.ru_stime for u in usage)
+    Path(spec["error_file"]).write_text(json.dumps({**err, "cpu_s": round(cpu, 1)}))
     return code
 
 
@@ -313,7 +321,8 @@ def _run_one(nb: Path, out: Path, rel: Path, tier: str, parameters: dict, budget
     if nb.resolve() == out.resolve():
         raise ValueError(f"the executed copy of {nb} would overwrite it; choose another out_dir")
     if use_cache and (meta := _cached(out, key, cache_statuses)):
-        return Result(status="cached", wall_s=float(meta.get("wall_s", 0.0)), **base)
+        return Result(status="cached", wall_s=float(meta.get("wall_s", 0.0)), cpu_s=meta.get("cpu_s"),
+                      **base)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
@@ -342,11 +351,13 @@ def _run_one(nb: Path, out: Path, rel: Path, tier: str, parameters: dict, budget
     wall = time.perf_counter() - t0
 
     err = {}
+    cpu_s = None
     if error_file.is_file():
         try:
             err = json.loads(error_file.read_text())
         except ValueError:
             err = {}
+        cpu_s = err.pop("cpu_s", None)
         error_file.unlink(missing_ok=True)
     if killed:
         err = {"error": "Timeout", "message": f"killed after {wall:.0f} s (budget {budget_s:.0f} s, "
@@ -372,12 +383,12 @@ def _run_one(nb: Path, out: Path, rel: Path, tier: str, parameters: dict, budget
             # a killed run is incomplete: never reusable, whatever the cache accepts
             "hash": key, "tier": tier, "parameters": parameters,
             "status": "incomplete" if killed else status,
-            "wall_s": round(wall, 2), "budget_s": budget_s, "source": rel.as_posix()}
+            "wall_s": round(wall, 2), "cpu_s": cpu_s, "budget_s": budget_s, "source": rel.as_posix()}
         partial.write_text(json.dumps(nbjson, indent=1, ensure_ascii=False) + "\n")
         os.replace(partial, out)  # atomic: a reader never sees half a notebook
     else:
         out.unlink(missing_ok=True)  # never leave a stale copy that looks current
-    return Result(status=status, wall_s=round(wall, 2), cell=cell, error=err.get("error"),
+    return Result(status=status, wall_s=round(wall, 2), cpu_s=cpu_s, cell=cell, error=err.get("error"),
                   message=_short(err.get("message")), source_line=first, **base)
 
 
