@@ -201,9 +201,21 @@ def _cache_alembic_head() -> None:
         nbgrader.api.get_alembic_version = functools.lru_cache(maxsize=1)(nbgrader.api.get_alembic_version)
 
 
+def _interpreter_bin_on_path() -> None:
+    """Put this interpreter's bin folder on PATH: nbgrader runs `alembic` by name, and a virtual
+    environment used without activation (`.venv/bin/medlearn`, `make test`) must still find it."""
+    import os
+    import sys
+
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+
+
 def _api(course_dir: Path, root: Path):
     from nbgrader.apps import NbGraderAPI
 
+    _interpreter_bin_on_path()
     _cache_alembic_head()
 
     (root / "exchange").mkdir(parents=True, exist_ok=True)

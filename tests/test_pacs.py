@@ -135,6 +135,16 @@ def test_stop_cleans_up_after_error():
 
 
 def test_stop_cleans_up_after_keyboard_interrupt():
+    # A process started in the background (CI, `make test &`) inherits SIGINT as ignored, and then
+    # Python raises no KeyboardInterrupt: install the handler Jupyter kernels and terminals have.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _interrupt_inside_orthanc()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt_inside_orthanc():
     with pytest.raises(KeyboardInterrupt):
         with pacs.Orthanc() as p:
             workdir, pid = p.workdir, p.process.pid

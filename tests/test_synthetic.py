@@ -265,3 +265,24 @@ def test_affines_carry_spacing_and_orientation(heads_fast):
             assert np.allclose(nib.load(row[col]).affine, img.affine)
         # reoriented to RAS, every head has the same grid: the variation is in the affine only
         assert nib.as_closest_canonical(img).shape == heads.SHAPE_FAST
+
+
+def test_tumour_standin_carries_what_the_chapters_need(tmp_path, capsys):
+    """The TCGA-GBM stand-in: anisotropic full-size head, label of two components, says it is synthetic."""
+    import nibabel as nib
+    from scipy.ndimage import label
+
+    from medlearn.data import load
+
+    ds = load("tcga_gbm_brain", source="synthetic", cache_dir=tmp_path)
+    assert "SYNTHETIC STAND-IN" in capsys.readouterr().out
+    row = ds.df.iloc[0]
+    img, mask = nib.load(row.img_path), nib.load(row.mask_path).get_fdata()
+    zooms = img.header.get_zooms()[:3]
+    assert zooms[2] > 3 * zooms[0], "thick slices, as in the real scan"
+    assert img.shape == mask.shape
+    assert label(mask > 0)[1] == 2, "main tumour and one satellite"
+    volume_ml = mask.sum() * float(np.prod(zooms)) / 1000
+    assert 2 < volume_ml < 60
+    t1 = img.get_fdata()
+    assert t1[mask > 0].max() > np.percentile(t1[t1 > 0], 99), "the rim enhances above the brain"

@@ -273,7 +273,7 @@ def _other_entries() -> dict[str, Entry]:
             homepage="https://www.cancerimagingarchive.net/collection/tcga-gbm/",
             chapters=("2.1 Modalities", "Part 4 (segmentation)"),
             files={None: tuple(brain)},
-            standin=None, short="TCIA TCGA-GBM, CC BY 3.0, Clark et al. 2013",
+            standin="brain_tumour", short="TCIA TCGA-GBM, CC BY 3.0, Clark et al. 2013",
         ),
         "nodules": Entry(
             name="nodules", title="Lung nodules (synthetic stand-in)", kind="synthetic",
