@@ -113,23 +113,14 @@ def test_mixed_series_error(series_root, tmp_path):
     assert vol.shape[2] == df.n_slices[0]
 
 
-def test_missing_position_error(series_root, tmp_path):
+@pytest.mark.parametrize("attribute, index", [("ImagePositionPatient", 3), ("ImageOrientationPatient", 0)])
+def test_missing_geometry_error(series_root, tmp_path, attribute, index):
     folder = _copy_series(Path(series_root[1].img_path[0]), tmp_path / "s")
-    f = sorted(folder.glob("*.dcm"))[3]
+    f = sorted(folder.glob("*.dcm"))[index]
     ds = pydicom.dcmread(f)
-    del ds.ImagePositionPatient
+    delattr(ds, attribute)
     ds.save_as(f)
-    with pytest.raises(dicom.DicomSeriesError, match=rf"{f.name} has no ImagePositionPatient"):
-        dicom.read_series(folder)
-
-
-def test_missing_orientation_error(series_root, tmp_path):
-    folder = _copy_series(Path(series_root[1].img_path[0]), tmp_path / "s")
-    f = sorted(folder.glob("*.dcm"))[0]
-    ds = pydicom.dcmread(f)
-    del ds.ImageOrientationPatient
-    ds.save_as(f)
-    with pytest.raises(dicom.DicomSeriesError, match=rf"{f.name} has no ImageOrientationPatient"):
+    with pytest.raises(dicom.DicomSeriesError, match=rf"{f.name} has no {attribute}"):
         dicom.read_series(folder)
 
 
