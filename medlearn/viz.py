@@ -339,13 +339,14 @@ def _draw_prob(ax, prob2d, extent, alpha: float, threshold: float = 0.05):
 
 
 def overlay(img2d, mask=None, prob=None, alpha: float = 0.4, ax=None, window=None, spacing=(1.0, 1.0),
-            title: str | None = None, legend: bool = True):
+            title: str | None = None, legend: bool = True, prob_label: str = "probability"):
     """Return the Figure with a 2D image and its mask (fill + contour, legend) and/or probability map.
 
     Parts 3–5 (Grad-CAM heat maps, predicted vs reference masks, raters compared). `img2d` is
     (X, Y) (drawn with X across, Y up) or any 2D array/tensor; `mask` is a label image of the same
     shape, or a dict ``{"rater 1": m1, "auto": m2}`` drawn in different colours; `prob` is a map in
-    [0, 1] drawn with a colour bar. Pass `ax` to draw into your own axes (nothing is shown then).
+    [0, 1] drawn with a colour bar labelled `prob_label` (e.g. "Grad-CAM (normalised)"). Pass `ax` to
+    draw into your own axes (nothing is shown then).
     """
     img = np.squeeze(_as_numpy(img2d)).astype(np.float64)
     if img.ndim != 2:
@@ -373,7 +374,7 @@ def overlay(img2d, mask=None, prob=None, alpha: float = 0.4, ax=None, window=Non
         if p.shape != img.shape:
             raise ValueError(f"overlay: prob has shape {p.shape}, image {img.shape}; they must match")
         im = _draw_prob(ax, p, extent, alpha)
-        fig.colorbar(im, ax=ax, shrink=0.7, label="probability")
+        fig.colorbar(im, ax=ax, shrink=0.7, label=prob_label)
     ax.set_xlabel("x (mm)" if tuple(spacing) != (1.0, 1.0) else "x (pixels)")
     ax.set_ylabel("y (mm)" if tuple(spacing) != (1.0, 1.0) else "y (pixels)")
     if title:
@@ -441,13 +442,14 @@ def _orientation_line(vol: _Volume, radiological: bool) -> str:
 
 def show_planes(vol, spacing=None, mask=None, prob=None, window=None, title: str | None = None,
                 slices: Sequence[int] | None = None, alpha: float = 0.4, radiological: bool = False,
-                orientation: str | None = None):
+                orientation: str | None = None, prob_label: str = "probability"):
     """Return the Figure with axial, coronal and sagittal slices of `vol`, each with its true aspect.
 
     Part 2 (anatomical planes, voxel spacing) and parts 3–4 (a nodule, a head and its mask).
     `vol`: (X, Y, Z) array, (C, X, Y, Z) tensor, TorchIO image, nibabel image or NIfTI path;
     `spacing` (sx, sy, sz) in mm overrides what the input carries; `mask`: a label volume or a dict
-    of them (``{"rater 1": m1, "rater 2": m2}``); `prob`: a probability volume in [0, 1];
+    of them (``{"rater 1": m1, "rater 2": m2}``); `prob`: a map in [0, 1] (a probability, or a
+    normalised heat map) with a colour bar labelled `prob_label`;
     `window`: a `WINDOWS` name or (level, width), default the 0.5–99.5 percentile range;
     `slices`: (i, j, k) voxel indices (default the centre, or the mask's centre of mass);
     `orientation`: the axis codes of a bare array (e.g. "LPS" for a DICOM-built volume), so that it is
@@ -466,7 +468,7 @@ def show_planes(vol, spacing=None, mask=None, prob=None, window=None, title: str
         im = _draw_plane(ax, v, plane, int(i), level, width, masks, p, alpha, radiological,
                          legend=(plane == "sagittal")) or im
     if im is not None:
-        fig.colorbar(im, ax=list(axes), shrink=0.8, label="probability")
+        fig.colorbar(im, ax=list(axes), shrink=0.8, label=prob_label)
     head = f"{title}\n" if title else ""
     fig.suptitle(f"{head}{_orientation_line(v, radiological)} · {_window_label(window)}", fontsize="medium")
     return _show(fig)

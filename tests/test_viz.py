@@ -142,6 +142,16 @@ def test_overlay_with_several_raters_and_a_probability_map():
         viz.overlay(img, mask=np.zeros((3, 3)))
 
 
+def test_colour_bar_names_what_the_map_is():
+    vol, mask = _cube()
+    default = viz.show_planes(vol, prob=mask * 0.8)
+    cam = viz.show_planes(vol, prob=mask * 0.8, prob_label="Grad-CAM")
+    flat = viz.overlay(vol[:, :, 4], prob=mask[:, :, 4] * 0.8, prob_label="Grad-CAM")
+    assert default.axes[-1].get_ylabel() == "probability"
+    assert cam.axes[-1].get_ylabel() == "Grad-CAM"
+    assert flat.axes[-1].get_ylabel() == "Grad-CAM"
+
+
 def test_show_planes_overlays_masks_in_every_plane():
     vol, mask = _cube()
     fig = viz.show_planes(vol, mask={"rater 1": mask, "auto": np.roll(mask, 2, 0)}, spacing=(1, 1, 2))
