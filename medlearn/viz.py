@@ -131,13 +131,19 @@ def _show(fig):
 # inputs
 # --------------------------------------------------------------------------------------------
 class _Volume:
-    """A 3D numpy array (X, Y, Z) with spacing (mm) and orientation (None when unknown)."""
+    """A 3D numpy array (X, Y, Z) with spacing (mm) and orientation (None when unknown).
 
-    def __init__(self, array: np.ndarray, spacing, orientation: str | None, note: str = ""):
+    `source_orientation` is the orientation as stored, before any reorientation for display: a bare
+    mask array that belongs to this volume is taken to be stored the same way.
+    """
+
+    def __init__(self, array: np.ndarray, spacing, orientation: str | None, note: str = "",
+                 source_orientation: str | None = None):
         self.array = array
         self.spacing = tuple(float(s) for s in spacing)
         self.orientation = orientation
         self.note = note
+        self.source_orientation = source_orientation
 
 
 def _as_numpy(x: Any) -> np.ndarray:
@@ -201,14 +207,15 @@ def _to_ras(arr: np.ndarray, spacing, orientation: str) -> tuple[np.ndarray, tup
 
 def _volume(x: Any, spacing=None, what: str = "vol", reorient: bool = True, orientation: str | None = None) -> _Volume:
     if isinstance(x, _Volume):
-        return x if spacing is None else _Volume(x.array, spacing, x.orientation, x.note)
+        return x if spacing is None else _Volume(x.array, spacing, x.orientation, x.note, x.source_orientation)
     arr, sp, orient = _load(x)
     if orientation is not None:
         orientation = "".join(orientation).upper()
-        if sorted(orientation) not in (sorted(p) for p in ("RAS", "LAS", "RPS", "LPS", "RAI", "LAI", "RPI", "LPI")) \
-                or len(set(orientation)) != 3:
+        # one letter from each pair, in any order: RAS, LPS, ASL, ...
+        if len(orientation) != 3 or any(sum(c in pair for c in orientation) != 1 for pair in ("RL", "AP", "SI")):
             raise ValueError(f"{what}: orientation {orientation!r} is not an axis code like 'RAS' or 'LPS'")
         orient = orientation
+    source = orient
     arr = _squeeze_channels(np.asarray(arr), what)
     if spacing is None:
         spacing = sp if sp is not None else (1.0, 1.0, 1.0)
@@ -219,10 +226,10 @@ def _volume(x: Any, spacing=None, what: str = "vol", reorient: bool = True, orie
         arr, spacing = _to_ras(arr, spacing, orient)
         note = f"reoriented {orient} → RAS for display"
         orient = "RAS"
-    return _Volume(arr, spacing, orient, note)
+    return _Volume(arr, spacing, orient, note, source)
 
 
-def _companion(x: Any, vol: _Volume, what: str, source_orientation: str | None) -> np.ndarray | None:
+def _companion(x: Any, vol: _Volume, what: str) -> np.ndarray | None:
     """A mask/probability volume aligned with `vol` (reoriented the same way when needed)."""
     if x is None:
         return None
@@ -230,7 +237,7 @@ def _companion(x: Any, vol: _Volume, what: str, source_orientation: str | None) 
     arr = _squeeze_channels(np.asarray(arr), what)
     # a mask with its own affine is reoriented from its own orientation; a bare array is taken to be
     # stored like the image it belongs to
-    orient = orient or source_orientation
+    orient = orient or vol.source_orientation
     if vol.orientation == "RAS" and orient is not None and orient != "RAS":
         arr, _ = _to_ras(arr, (1, 1, 1), orient)
     if arr.shape != vol.array.shape:
@@ -244,12 +251,12 @@ def _is_mask_dict(mask) -> bool:
     return isinstance(mask, Mapping) and not hasattr(mask, "affine")
 
 
-def _masks(mask: Any, vol: _Volume, orient: str | None) -> dict[str, np.ndarray]:
+def _masks(mask: Any, vol: _Volume) -> dict[str, np.ndarray]:
     if mask is None:
         return {}
     if _is_mask_dict(mask):
-        return {str(k): _companion(v, vol, f"mask {k!r}", orient) for k, v in mask.items()}
-    return {"mask": _companion(mask, vol, "mask", orient)}
+        return {str(k): _companion(v, vol, f"mask {k!r}") for k, v in mask.items()}
+    return {"mask": _companion(mask, vol, "mask")}
 
 
 # --------------------------------------------------------------------------------------------
@@ -456,9 +463,8 @@ def show_planes(vol, spacing=None, mask=None, prob=None, window=None, title: str
     reoriented and labelled; inputs with an affine carry their own. `slices` index the displayed (RAS) grid.
     """
     v = _volume(vol, spacing, "vol", orientation=orientation)
-    src_orient = orientation or (_load(vol)[2] if isinstance(vol, (str, Path)) else _orient_of(vol))
-    masks = _masks(mask, v, src_orient)
-    p = _companion(prob, v, "prob", src_orient)
+    masks = _masks(mask, v)
+    p = _companion(prob, v, "prob")
     level, width = _resolve_window(window, v.array)
     idx = _default_slices(v.array, masks, slices)
     fig = _new_figure((11.5, 4.2))
@@ -472,16 +478,6 @@ def show_planes(vol, spacing=None, mask=None, prob=None, window=None, title: str
     head = f"{title}\n" if title else ""
     fig.suptitle(f"{head}{_orientation_line(v, radiological)} · {_window_label(window)}", fontsize="medium")
     return _show(fig)
-
-
-def _orient_of(x) -> str | None:
-    if hasattr(x, "orientation") and hasattr(x, "affine") and hasattr(x, "data"):
-        return "".join(x.orientation)
-    if hasattr(x, "get_fdata") and hasattr(x, "affine"):
-        import nibabel as nib
-
-        return "".join(nib.aff2axcodes(x.affine))
-    return None
 
 
 def _default_slices(arr: np.ndarray, masks: dict, slices) -> tuple[int, int, int]:
@@ -504,9 +500,8 @@ def montage(vol, axis: int = 2, n: int = 12, mask=None, spacing=None, window=Non
     Inputs as for `show_planes`; `mask` may be a dict of masks drawn in different colours.
     """
     v = _volume(vol, spacing, "vol", orientation=orientation)
-    src_orient = orientation or (_orient_of(vol) if not isinstance(vol, (str, Path)) else _load(vol)[2])
-    masks = _masks(mask, v, src_orient)
-    p = _companion(prob, v, "prob", src_orient)
+    masks = _masks(mask, v)
+    p = _companion(prob, v, "prob")
     if axis not in (0, 1, 2):
         raise ValueError(f"axis must be 0 (sagittal), 1 (coronal) or 2 (axial), got {axis}")
     plane = {2: "axial", 1: "coronal", 0: "sagittal"}[axis]
@@ -726,14 +721,13 @@ def view(vol, spacing=None, mask=None, window=None, backend: str = "widgets", ti
         v = _volume(vol, spacing, "vol", reorient=False)
         kw = {"image": v.array.T.copy()}  # itk expects (Z, Y, X)
         if mask is not None:
-            kw["label_image"] = np.asarray(_companion(mask, v, "mask", None)).T.copy()
+            kw["label_image"] = np.asarray(_companion(mask, v, "mask")).T.copy()
         return itkwidgets.view(**kw)
     if backend != "widgets":
         raise ValueError(f'backend must be "widgets" or "itk", got {backend!r}')
 
     v = _volume(vol, spacing, "vol", orientation=orientation)
-    src_orient = orientation or (_orient_of(vol) if not isinstance(vol, (str, Path)) else _load(vol)[2])
-    masks = _masks(mask, v, src_orient)
+    masks = _masks(mask, v)
     on, reason = widgets_available()
     if not on:
         print(f"medlearn.viz.view: static figure ({reason}); open the notebook in Jupyter or Colab "

@@ -133,7 +133,7 @@ _ICC_TYPES = {"ICC1": "ICC(1,1)", "ICC2": "ICC(A,1)", "ICC3": "ICC(C,1)",
 
 
 def icc(measurements, kind: str = "ICC2") -> dict:
-    """Return the intraclass correlation `{"icc", "ci95", "kind", "pval", "n"}` for (n_cases, n_raters) measurements.
+    """Return `{"icc", "ci95", "kind", "pingouin_type", "pval", "n"}` for (n_cases, n_raters) measurements.
 
     Introduced in part 4 (volumes measured by two raters or a rater and a model). Computed by
     pingouin: "ICC2" is two-way random effects, absolute agreement (a constant offset lowers it);

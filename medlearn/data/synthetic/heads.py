@@ -37,13 +37,6 @@ _SITE_CONTRAST = {"A": dict(scalp=0.78, skull=0.07, csf=0.12, gm=0.52, wm=0.86, 
                   "B": dict(scalp=0.88, skull=0.16, csf=0.26, gm=0.62, wm=0.80, scale=420.0)}
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Return the Dice coefficient of two binary masks (1.0 when both are empty)."""
-    a, b = np.asarray(a) > 0, np.asarray(b) > 0
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else float(2.0 * np.logical_and(a, b).sum() / total)
-
-
 def _smooth(rng, shape, sigma):
     from scipy.ndimage import gaussian_filter
 
