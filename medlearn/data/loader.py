@@ -184,10 +184,85 @@ def _files_dataset(info: Entry, root: Path, how: str) -> Dataset:
         df = pd.DataFrame([{"img_path": str(base / "brain1_image.nrrd"), "mask_path": str(base / "brain1_label.nrrd"),
                             "labels": "tumour", "split": "test", "is_val": False, "patient_id": "TCGA-02-0003"}])
         what = "1 T1 post-contrast MRI with tumour label"
+    elif info.name == "ixi_t1_nichart":
+        df = _ixi_frame(base)
+        what = (f"{len(df)} T1 heads with skull + brain masks (DLMUSE label > 0), age and sex; split by subject "
+                f"{_counts_text(df.split.value_counts().to_dict())} (seed 0)")
+    elif info.name == "multirater_liver":
+        df = pd.DataFrame([{
+            "img_path": str(base / "Patient01Homo.mha"),
+            **{f"rater{k}_path": str(base / f"Patient01Homo_Rad0{k}.mha") for k in (1, 2, 3)},
+            "labels": "tumour", "split": "test", "is_val": False, "patient_id": "Patient01",
+        }])
+        what = "1 CT (uint8, not HU) with a liver tumour outlined by 3 radiologists"
+    elif info.name == "tcia_hn_oar_2raters":
+        rows = []
+        for f in info.files_for(None):
+            _, patient, rater, organ = Path(f.path).parts
+            if rater == "oncologist":
+                rows.append({"patient_id": patient, "organ": organ.removesuffix(".nrrd"),
+                             "oncologist_path": str(root / f.path),
+                             "radiographer_path": str(base / patient / "radiographer" / organ)})
+        df = pd.DataFrame(rows)
+        what = f"{df.organ.nunique()} organs at risk x {df.patient_id.nunique()} patients, 2 raters (masks only)"
+    elif info.name == "ct_dicom_totalseg":
+        df = pd.DataFrame([{"img_path": str(base / "example_ct_dicom"),
+                            "label_path": str(base / "example_seg_dicom.nii.gz"),
+                            "labels": "organs (TotalSegmentator 'total' task)", "split": "test", "is_val": False}])
+        what = "20-slice CT series (DICOM, JPEG 2000 lossless) + a 31-label organ map on its grid"
     else:
         raise KeyError(info.name)
     line = f"{info.title} — real data ({info.short}), {what}, {how}"
     return Dataset(info.name, info, "real", base, line, df=df)
+
+
+def _ixi_frame(base: Path):
+    """One row per IXI subject: T1, DLMUSE label map, a binary brain mask (written once), age, sex, split.
+
+    The brain mask (DLMUSE label > 0, uint8, the T1's affine) is derived data: written next to the
+    real files on first load with an atomic rename, so fastMONAI reads a binary `MedMask` directly.
+    Split by subject, seeded (seed 0): 42 train / 6 val / 12 test of the 60 subjects.
+    """
+    import numpy as np
+    import pandas as pd
+
+    people = pd.read_csv(base / "participants.csv").set_index("MRID")
+    masks = base / "brain_mask"
+    masks.mkdir(exist_ok=True)
+    rows = []
+    for img in sorted((base / "t1").glob("*_T1.nii.gz")):
+        subject = img.name.removesuffix("_T1.nii.gz")
+        label = base / "dlmuse_seg" / f"{subject}_T1_DLMUSE.nii.gz"
+        mask = masks / f"{subject}_brain.nii.gz"
+        if not mask.is_file():
+            _write_brain_mask(label, mask)
+        rows.append({"img_path": str(img), "mask_path": str(mask), "label_path": str(label),
+                     "subject": subject, "age": float(people.loc[subject, "Age"]),
+                     "sex": str(people.loc[subject, "Sex"]), "labels": "brain"})
+    df = pd.DataFrame(rows)
+    order = np.random.default_rng(0).permutation(len(df))
+    n_test, n_val = round(0.2 * len(df)), round(0.1 * len(df))
+    split = np.array(["train"] * len(df), dtype=object)
+    split[order[:n_test]], split[order[n_test:n_test + n_val]] = "test", "val"
+    df["split"], df["is_val"] = split, split == "val"
+    return df
+
+
+def _write_brain_mask(label: Path, dest: Path) -> None:
+    """Write `label > 0` as a uint8 NIfTI with the label map's affine, atomically."""
+    import nibabel as nib
+    import numpy as np
+
+    img = nib.load(str(label))
+    mask = nib.Nifti1Image((np.asanyarray(img.dataobj) > 0).astype(np.uint8), img.affine)
+    mask.set_qform(img.affine, code=1)
+    mask.set_sform(img.affine, code=1)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp.nii.gz")
+    try:
+        nib.save(mask, str(tmp))
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _archive_dataset(info: Entry, root: Path, how: str) -> Dataset:

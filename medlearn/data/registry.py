@@ -193,6 +193,28 @@ def _raw(repo: str, commit: str, path: str) -> str:
 
 
 _DCMQI = ("QIICR/dcmqi", "b6137d9ee8cf6cd6c074fe27d1af26a30b578753")
+_NICHART = ("CBICA/NiChart_Project", "db8c8e1524df6031ac1e9c4825b3aceddad466d9")
+_EMBC = ("zivy/EMBC2019_WORKSHOP_DATA", "558d213d3d0023a03d49de52a62dfbdbf7ffd718")
+_DEEPMIND_HN = ("deepmind/tcia-ct-scan-dataset", "2edb50947e50ef26e60b72dec89d36d71efe5549")
+_TOTALSEG = ("wasserth/TotalSegmentator", "0e65a448d557382b1e925276212b3bec7f5aff83")
+
+
+def _manifest(name: str, repo: tuple[str, str]) -> tuple[RemoteFile, ...]:
+    """Return the files of a many-file set from `manifests/<name>.tsv` (cache path, upstream path, md5, bytes).
+
+    The manifests were written from the byte copies in `../shared/data` (md5 equal to the upstream
+    blobs at the pinned commit), so the same md5 verifies a download and a seeded copy.
+    """
+    from pathlib import Path
+
+    rows = (Path(__file__).parent / "manifests" / f"{name}.tsv").read_text().splitlines()
+    out = []
+    for line in rows:
+        if line.startswith("#") or line.startswith("cache_path"):
+            continue
+        cache_path, upstream, seed_from, md5, nbytes = line.split("\t")
+        out.append(RemoteFile(cache_path, _raw(*repo, upstream), md5, int(nbytes), seed_from))
+    return tuple(out)
 _PYRAD = ("AIM-Harvard/pyradiomics", "8ed579383b44806651c463d5e691f3b2b57522ab")
 
 
@@ -274,6 +296,68 @@ def _other_entries() -> dict[str, Entry]:
             chapters=("2.1 Modalities", "Part 4 (segmentation)"),
             files={None: tuple(brain)},
             standin="brain_tumour", short="TCIA TCGA-GBM, CC BY 3.0, Clark et al. 2013",
+        ),
+        "ixi_t1_nichart": Entry(
+            name="ixi_t1_nichart", title="IXI T1 heads with DLMUSE brain labels", kind="files",
+            task="segmentation (brain extraction); brain volume vs age and sex",
+            license="CC BY-SA 3.0 (IXI data set); SBIA Software License (NiChart repository)",
+            citation="IXI data set, Information eXtraction from Images, https://brain-development.org/ixi-dataset/ ; "
+                     "labels by DLMUSE: Doshi J, Erus G, Ou Y, et al. MUSE: MUlti-atlas region Segmentation "
+                     "utilizing Ensembles of registration algorithms and parameters, and locally optimal atlas "
+                     "selection. NeuroImage 127, 186-195 (2016); files from the NiChart project "
+                     "(github.com/CBICA/NiChart_Project at commit " + _NICHART[1] + ").",
+            description="60 real T1-weighted head MRIs with skull (Hammersmith Hospital, Philips 3T), 120x120x90 at "
+                        "2 mm, each with a DLMUSE label map (149 labels; brain = label > 0: a tool's output, not "
+                        "hand-drawn), and the age and sex of every subject.",
+            homepage="https://brain-development.org/ixi-dataset/",
+            chapters=("4.1 Skull stripping", "5.3 The data filter", "6.1 Model card", "6.2 DICOM SEG"),
+            files={None: _manifest("ixi_t1_nichart", _NICHART)},
+            standin="heads", short="IXI, CC BY-SA 3.0; DLMUSE labels via NiChart",
+        ),
+        "multirater_liver": Entry(
+            name="multirater_liver", title="Liver tumour CT, three radiologists", kind="files",
+            task="segmentation (tumour), inter-rater variability",
+            license="Apache-2.0 (SimpleITK-Notebooks data)",
+            citation="Popa T, Ibanez L, Levy E, White A, Bruno J, Cleary K. Tumor volume measurement and volume "
+                     "measurement comparison plug-ins for VolView using ITK. SPIE Medical Imaging 6141 (2006); "
+                     "files as used by the SimpleITK notebook 'Segmentation Evaluation' (github.com/zivy/"
+                     "EMBC2019_WORKSHOP_DATA at commit " + _EMBC[1] + ").",
+            description="One abdominal CT (uint8 0-255: rescaled, not Hounsfield units), 177x177x98 at 1.734 mm, "
+                        "with a liver tumour outlined by three radiologists.",
+            homepage="https://github.com/InsightSoftwareConsortium/SimpleITK-Notebooks",
+            chapters=("5.2 Raters and consensus", "A5"),
+            files={None: _manifest("multirater_liver", _EMBC)},
+            standin="liver_raters", short="SimpleITK-Notebooks data, Apache-2.0, Popa et al. 2006",
+        ),
+        "tcia_hn_oar_2raters": Entry(
+            name="tcia_hn_oar_2raters", title="Head-and-neck organs at risk, two raters", kind="files",
+            task="segmentation (21 organs), inter-rater variability",
+            license="CC BY 4.0",
+            citation="Nikolov S, Blackwell S, Zverovitch A, et al. Clinically applicable segmentation of head and "
+                     "neck anatomy for radiotherapy: deep learning algorithm development and validation study. "
+                     "J Med Internet Res 23(7), e26151 (2021); files from github.com/deepmind/tcia-ct-scan-dataset "
+                     "at commit " + _DEEPMIND_HN[1] + " (masks only; the CT scans are TCIA's and not included).",
+            description="21 organs at risk outlined by an oncologist and a radiographer on 2 patients' CT scans "
+                        "(512x512x156 and 512x512x145 at 0.98x0.98x2.5 mm); masks only.",
+            homepage="https://github.com/deepmind/tcia-ct-scan-dataset",
+            chapters=("5.2 Raters and consensus",),
+            files={None: _manifest("tcia_hn_oar_2raters", _DEEPMIND_HN)},
+            standin="organ_raters", short="DeepMind/TCIA H&N, CC BY 4.0, Nikolov et al. 2021",
+        ),
+        "ct_dicom_totalseg": Entry(
+            name="ct_dicom_totalseg", title="CT series (JPEG 2000) with TotalSegmentator labels", kind="files",
+            task="DICOM, segmentation (organs), deployment",
+            license="Apache-2.0 (TotalSegmentator repository)",
+            citation="Wasserthal J, Breit HC, Meyer MT, et al. TotalSegmentator: robust segmentation of 104 "
+                     "anatomic structures in CT images. Radiology: Artificial Intelligence 5(5), e230024 (2023); "
+                     "files from github.com/wasserth/TotalSegmentator at commit " + _TOTALSEG[1] + ".",
+            description="A real 20-slice CT DICOM series (SIEMENS Biograph40 mCT, 512x512 at 0.977 mm, 2 mm "
+                        "slices, JPEG 2000 lossless) and TotalSegmentator's 31-label organ map on its grid "
+                        "(a model's output, not a manual reference).",
+            homepage="https://github.com/wasserth/TotalSegmentator",
+            chapters=("2.2 DICOM", "6.2 DICOM in, DICOM SEG out"),
+            files={None: _manifest("ct_dicom_totalseg", _TOTALSEG)},
+            standin="ct_series", short="TotalSegmentator test data, Apache-2.0, Wasserthal et al. 2023",
         ),
         "nodules": Entry(
             name="nodules", title="Lung nodules (synthetic stand-in)", kind="synthetic",
