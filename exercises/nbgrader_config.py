@@ -30,3 +30,26 @@ c.Execute.execute_retries = 0
 # Students must not be able to turn a failing test into a pass by editing a locked cell.
 c.LockCells.lock_grade_cells = True
 c.LockCells.lock_readonly_cells = True
+
+# Grading safely (exercises/README.md, "Grading safely"): the kernel runs in a bubblewrap sandbox
+# that cannot see this folder, the gradebook or the source notebooks, with a memory cap and a time
+# cap per submission; a kernel that dies scores 0 on the cells it did not finish.
+c.Autograde.autograde_preprocessors = [
+    "medlearn.sandbox.SandboxedExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.SandboxedExecute.sandbox = True              # False only on a machine where only you submit
+c.SandboxedExecute.memory_limit_mb = 16384     # address space (not resident memory) of the kernel
+c.SandboxedExecute.submission_timeout = 600    # seconds for a whole notebook
+# Feedback shows each test cell's name, points and assertion message, never the hidden tests.
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+    "medlearn.sandbox.HideHiddenTests",
+]
+c.HideHiddenTests.enabled = True

@@ -6,6 +6,44 @@ import argparse
 import sys
 
 
+def fetch_samples(dest) -> list:
+    """Return the paths of the real sample files in `dest`, downloading (md5-checked) what is missing.
+
+    Every registry file with a sample copy (`seed_from`) is fetched from its official URL, else
+    from its documented mirrors, into `dest/<seed_from>`: a folder laid out like ../shared/data,
+    for `seed-cache` and the tests (MEDLEARN_SHARED_DATA). Files already there with an accepted
+    md5 are kept. Used by CI (`make samples`) before `make test`.
+    """
+    from pathlib import Path
+
+    from medlearn.data import REGISTRY, DownloadError, download
+    from medlearn.data.cache import md5sum
+
+    dest = Path(dest).expanduser().resolve()
+    paths, fetched = [], 0
+    for info in REGISTRY.values():
+        for files in info.files.values():
+            for f in files:
+                if not f.seed_from:
+                    continue
+                target, accepted = dest / f.seed_from, f.accepted()
+                paths.append(target)
+                if target.is_file() and md5sum(target) in accepted:
+                    continue
+                urls = [f.url] + [m.url for m in f.mirrors if m.url]
+                for i, url in enumerate(urls):
+                    try:
+                        download(url, target, f.md5, accepted=accepted, size=f.size)
+                        fetched += 1
+                        break
+                    except DownloadError:
+                        if i == len(urls) - 1:
+                            raise
+    print(f"{len(paths)} sample file(s) in {dest} ({fetched} downloaded, md5-checked); "
+          f"use them with SHARED_DATA={dest} (make) or MEDLEARN_SHARED_DATA={dest} (pytest)")
+    return paths
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="medlearn", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -23,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--jobs", type=int, default=1)
     b.add_argument("--root", default=".", help="project root holding _config.yml and _toc.yml")
     b.add_argument("--no-cache", action="store_true")
+    b.add_argument("--executed", default=None,
+                   help="folder of executed copies to reuse (default _build/executed; `make full`: "
+                        "_build/full/executed)")
 
     g = sub.add_parser("grade-check", help="nbgrader round trip: solution full marks, student 0, wrong partial, no leak")
     g.add_argument("assignments", nargs="*", help="assignment names (default: all in exercises/source)")
@@ -34,6 +75,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("source", help="folder with the real samples, e.g. ../shared/data")
 
     sub.add_parser("datasets", help="list the data sets the course knows, and which are cached")
+
+    f = sub.add_parser("fetch-samples", help="download the real sample files the tests and the book read "
+                       "(every registered file with a sample copy), md5-checked, into DIR "
+                       "(laid out like ../shared/data)")
+    f.add_argument("dest", help="folder to fill, e.g. ~/medlearn-samples (then SHARED_DATA=DIR)")
+
+    c = sub.add_parser("check-site", help="open every page of the built book in headless Chromium; "
+                       "fail on load errors, console errors, broken images or links, a missing launch button")
+    c.add_argument("html", nargs="?", default="_build/html", help="the built site (default _build/html)")
+    c.add_argument("--screenshots", default="_build/site-check", help="folder for one PNG per page")
+    c.add_argument("--browser", default=None, help="the Chromium executable (default: found on PATH)")
     return p
 
 
@@ -48,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "build-book":
         from medlearn.book import build_book
 
-        return 0 if build_book(args.root, tier=args.tier, jobs=args.jobs, use_cache=not args.no_cache) else 1
+        return 0 if build_book(args.root, tier=args.tier, jobs=args.jobs, use_cache=not args.no_cache,
+                               executed_dir=args.executed) else 1
     if args.command == "grade-check":
         from medlearn.grading import grade_check, write_student_versions
 
@@ -66,6 +119,13 @@ def main(argv: list[str] | None = None) -> int:
 
         print_datasets()
         return 0
+    if args.command == "fetch-samples":
+        fetch_samples(args.dest)
+        return 0
+    if args.command == "check-site":
+        from medlearn.site_check import check_site
+
+        return 0 if check_site(args.html, screenshots=args.screenshots, browser=args.browser).ok else 1
     return 2
 
 

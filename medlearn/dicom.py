@@ -356,12 +356,10 @@ def to_nifti(volume: Volume, path) -> Path:
     if not path.name.endswith((".nii", ".nii.gz")):
         raise DicomSeriesError(f"{path}: a NIfTI file name ends in .nii or .nii.gz; rename it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".partial-" + path.name)
-    try:
+    from medlearn._atomic import atomic_path
+
+    with atomic_path(path, suffix=".nii.gz" if path.name.endswith(".gz") else ".nii") as tmp:
         sitk.WriteImage(volume.to_sitk(), str(tmp))
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -375,16 +373,41 @@ def from_nifti(path) -> Volume:
     return Volume.from_sitk(sitk.ReadImage(str(path)), meta={"source": str(path)})
 
 
-def volume_to_dicom(volume: Volume, folder, **kw) -> list[Path]:
-    """Write `volume` (values in HU) as a CT Image Storage series into `folder`; return the file paths.
+def volume_to_dicom(volume: Volume, folder, modality: str = "CT", **kw) -> list[Path]:
+    """Write `volume` as a CT (values in HU) or MR Image Storage series into `folder`; return the paths.
 
-    Chapter 2.2 (NIfTI -> DICOM and back). Identity and UIDs are new (NIfTI does not carry them);
-    keyword arguments go to `medlearn.data.synthetic.ct_series.write_ct_series` (patient_id, ...).
+    Chapter 2.2 (NIfTI -> DICOM and back); chapter 6.2 writes a held-out IXI head as an MR series.
+    Identity and UIDs are new (NIfTI does not carry them); keyword arguments go to
+    `medlearn.data.synthetic.ct_series.write_ct_series` (patient_id, ...). With `modality="MR"` the
+    stored values are the volume's, rounded (no rescale), and the SOP class is MR Image Storage.
     """
     from medlearn.data.synthetic.ct_series import write_ct_series
 
-    return write_ct_series(folder, volume.array, volume.spacing, origin=volume.origin,
-                           direction=volume.direction, **kw)
+    if modality not in ("CT", "MR"):
+        raise DicomSeriesError(f"volume_to_dicom writes CT or MR series, not {modality!r}")
+    if modality == "MR":
+        kw = {"rescale_intercept": 0.0, "study_description": "MR HEAD", "series_description": "T1",
+              **kw}
+    paths = write_ct_series(folder, volume.array, volume.spacing, origin=volume.origin,
+                            direction=volume.direction, **kw)
+    if modality == "MR":
+        import pydicom
+
+        mr = "1.2.840.10008.5.1.4.1.1.4"  # MR Image Storage
+        for p in paths:
+            ds = pydicom.dcmread(p)
+            ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = mr
+            ds.Modality, ds.BodyPartExamined = "MR", "HEAD"
+            ds.ImageType = ["ORIGINAL", "PRIMARY", "OTHER"]
+            for kw_ in ("KVP", "RescaleType", "RescaleIntercept", "RescaleSlope"):
+                if kw_ in ds:
+                    delattr(ds, kw_)
+            ds.ScanningSequence, ds.SequenceVariant, ds.ScanOptions = "GR", "SP", ""
+            ds.MRAcquisitionType = "3D"
+            ds.WindowCenter = f"{float(np.percentile(volume.array, 99)) / 2:.0f}"
+            ds.WindowWidth = f"{float(np.percentile(volume.array, 99)):.0f}"
+            ds.save_as(p, enforce_file_format=True)
+    return paths
 
 
 # --------------------------------------------------------------------------------------------
@@ -556,6 +579,8 @@ def deidentify_files(source, out_dir, *, salt: str) -> "pandas.DataFrame":
     """
     import pandas as pd
 
+    from medlearn._atomic import atomic_path
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -564,12 +589,8 @@ def deidentify_files(source, out_dir, *, salt: str) -> "pandas.DataFrame":
         clean = deidentify(ds, salt=salt)
         name = f"{clean.get('SOPInstanceUID', hashlib.sha1(str(f).encode()).hexdigest())}.dcm"
         target = out_dir / name
-        tmp = out_dir / (".partial-" + name)
-        try:
+        with atomic_path(target) as tmp:
             clean.save_as(tmp, enforce_file_format=False)
-            tmp.replace(target)
-        finally:
-            tmp.unlink(missing_ok=True)
         rows.append({"source": str(f), "file": str(target), "research_id": str(clean.PatientID)})
     return pd.DataFrame(rows)
 

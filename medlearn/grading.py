@@ -10,7 +10,12 @@ gradebook, so nothing is written into the repository. For each assignment it
    exactly the points ``expected.json`` gives it;
 3. checks that the released notebook holds no line of any solution region and no hidden test (by
    comparing text, not just the markers);
-4. generates feedback HTML for the solution and one wrong submission and checks the files exist.
+4. generates feedback HTML for every submission and checks that none shows a hidden-test line.
+
+Student code runs in the course's grading sandbox (`medlearn.sandbox`, configured in
+exercises/nbgrader_config.py): it cannot read the source notebooks or the gradebook, has a memory
+cap and a time cap per submission. The hostile submissions in tests/submissions/a1_vision_basics/
+prove it.
 
 Scores are read per cell from nbgrader's gradebook (``nbgrader.api.Gradebook``), never from the CLI's
 exit status, which hides failures. `write_student_versions()` (CLI: `medlearn grade-check
@@ -30,6 +35,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medlearn._atomic import atomic_write_text
+
 SOLUTION_BEGIN, SOLUTION_END = "### BEGIN SOLUTION", "### END SOLUTION"
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 MARKERS = (SOLUTION_BEGIN, SOLUTION_END, HIDDEN_BEGIN, HIDDEN_END)
@@ -46,6 +53,7 @@ class SubmissionResult:
     scores: dict[str, tuple[float, float]]
     expected: dict[str, float]
     problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -68,6 +76,7 @@ class AssignmentReport:
     feedback: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    sandbox: str = ""
 
     @property
     def ok(self) -> bool:
@@ -77,8 +86,8 @@ class AssignmentReport:
         """Return the score table: one row per submission, one column per autograded cell."""
         width = max([len(s.label) for s in self.submissions] + [10])
         short = [_short_id(g) for g in self.grade_ids]
-        head = f"{'submission':<{width}}  " + "  ".join(f"{s:>9}" for s in short) + "      total  verdict"
-        lines = [f"== {self.assignment} ({self.seconds:.0f} s)", head]
+        head = f"{'submission':<{width}}  " + "  ".join(f"{s:>9}" for s in short) + "      total   time  verdict"
+        lines = [f"== {self.assignment} ({self.seconds:.0f} s)"] + ([self.sandbox] if self.sandbox else []) + [head]
         total_max = sum(self.max_scores.values())
         for sub in self.submissions:
             cells = []
@@ -87,10 +96,12 @@ class AssignmentReport:
                 cells.append(f"{score:>4g}/{max_score:<4g}")
             verdict = "ok" if sub.ok else "FAIL: " + "; ".join(sub.problems)
             lines.append(f"{sub.label:<{width}}  " + "  ".join(f"{c:>9}" for c in cells)
-                         + f"  {sub.total:>4g}/{total_max:<4g}  {verdict}")
+                         + f"  {sub.total:>4g}/{total_max:<4g}  {sub.seconds:>4.0f} s  {verdict}")
         lines.append("leak check: " + ("no solution or hidden-test text in the release" if not self.leaks
                                        else f"{len(self.leaks)} leaked line(s): " + "; ".join(self.leaks[:5])))
-        lines.append("feedback: " + (", ".join(f"{p.parent.parent.name}/{p.name}" for p in self.feedback) or "none"))
+        lines.append(f"feedback: {len(self.feedback)} HTML file(s), no hidden-test line in any"
+                     if self.feedback and not any("hidden-test line" in p for p in self.problems)
+                     else f"feedback: {len(self.feedback)} HTML file(s)")
         lines.extend(f"PROBLEM: {p}" for p in self.problems)
         return "\n".join(lines)
 
@@ -164,6 +175,51 @@ def find_leaks(source_path: str | Path, release_path: str | Path) -> list[str]:
             if stripped in secret or any(m in stripped for m in MARKERS):
                 leaks.append(f"cell {index}: {stripped[:60]}")
     return leaks
+
+
+def hidden_test_lines(source_path: str | Path) -> set[str]:
+    """Return the hidden-test lines of a source notebook that appear nowhere outside a region."""
+    import nbformat
+
+    from medlearn.sandbox import hidden_lines
+
+    nb = nbformat.read(str(source_path), as_version=4)
+    _, visible = _protected_lines(nb)
+    return hidden_lines(nb) - visible
+
+
+def sandbox_description(config) -> str:
+    """Return one line saying how the course's configuration runs student code (the table prints it)."""
+    steps = [str(getattr(p, "__name__", p)) for p in config.Autograde.get("autograde_preprocessors", [])]
+    if not any(s.endswith("SandboxedExecute") for s in steps):
+        return "sandbox: OFF (nbgrader's Execute: student code runs with your rights; exercises/README.md)"
+    from medlearn.sandbox import SandboxedExecute, bwrap_mode
+
+    settings = {name: config.SandboxedExecute.get(name, SandboxedExecute.class_traits()[name].default_value)
+                for name in ("sandbox", "memory_limit_mb", "submission_timeout")}
+    if not settings["sandbox"]:
+        where = "OFF (c.SandboxedExecute.sandbox = False)"
+    else:
+        where = {"userns": "bubblewrap, as nobody in user/PID/mount namespaces",
+                 "root": "bubblewrap, mount/PID namespaces (no user namespaces here)"}.get(
+            bwrap_mode(), "UNAVAILABLE: install bubblewrap")
+    return (f"sandbox: {where}; memory cap {settings['memory_limit_mb']} MiB; "
+            f"time cap {settings['submission_timeout']} s per submission")
+
+
+def _own_lines(notebook: Path) -> set[str]:
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    return {line.strip() for cell in nb.cells for line in _cell_source(cell).splitlines()}
+
+
+def feedback_hidden_lines(html_path: str | Path, secret: set[str]) -> list[str]:
+    """Return the lines of a feedback HTML file's text (tags removed) that are hidden-test lines."""
+    import html as html_lib
+
+    text = html_lib.unescape(re.sub(r"<[^>]+>", "", Path(html_path).read_text(errors="replace")))
+    return [line.strip() for line in text.splitlines() if line.strip() in secret]
 
 
 # ----------------------------------------------------------------------------- nbgrader plumbing
@@ -251,6 +307,10 @@ def _grade(api, assignment: str, student: str, notebook: Path, notebook_id: str)
     shutil.copyfile(notebook, submitted / f"{notebook_id}.ipynb")
     _require(api.autograde(assignment, student, force=True, create=True),
              f"autograde {notebook.name} as {student}")
+    autograded = Path(api.coursedir.format_path(api.coursedir.autograded_directory, student, assignment))
+    if not (autograded / f"{notebook_id}.ipynb").is_file():
+        raise RuntimeError(f"nbgrader could not autograde {notebook.name} as {student} "
+                           f"(no notebook in {autograded})")
     gradebook = api.gradebook
     try:
         sub = gradebook.find_submission_notebook(notebook_id, assignment, student)
@@ -286,6 +346,7 @@ def check_assignment(assignment: str, course_dir: str | Path = "exercises",
         root = Path(tmp)
         shutil.copytree(source_folder, root / "source" / assignment)
         api = _api(course_dir, root)
+        report.sandbox = sandbox_description(api.config)
         release_nb = _generate(api, assignment)
         report.leaks = find_leaks(source_nb, release_nb)
 
@@ -316,8 +377,10 @@ def check_assignment(assignment: str, course_dir: str | Path = "exercises",
             if missing or extra:
                 result.problems.append(f"expected.json must list exactly the autograded cells: "
                                        f"missing {sorted(missing)}, unknown {sorted(extra)}")
+            started = time.perf_counter()
             try:
                 grades = _grade(api, assignment, label, notebook, notebook_id)
+                result.seconds = time.perf_counter() - started
             except RuntimeError as error:
                 result.problems.append(str(error).splitlines()[0])
                 report.problems.append(str(error))
@@ -329,13 +392,22 @@ def check_assignment(assignment: str, course_dir: str | Path = "exercises",
                 elif gid in expected and abs(grades[gid][0] - expected[gid]) > 1e-9:
                     result.problems.append(f"{gid} scored {grades[gid][0]:g}, expected {expected[gid]:g}")
 
-        # Feedback for the solution and the first wrong submission (what a student would receive).
-        for label in [SOLUTION_STUDENT] + [r[0] for r in runs[2:3]]:
+        # Feedback for every graded submission (what a student receives): no hidden test in it.
+        secret = hidden_test_lines(source_nb)
+        for sub, (_, notebook, _) in zip(report.submissions, runs):
+            if not sub.scores:
+                continue
+            label = sub.label
             _require(api.generate_feedback(assignment, label, force=True), f"generate feedback for {label}")
             folder = Path(api.coursedir.format_path(api.coursedir.feedback_directory, label, assignment))
             html = folder / f"{notebook_id}.html"
             if html.is_file() and html.stat().st_size > 0:
                 report.feedback.append(html.relative_to(root))
+                # a line the student wrote in their own notebook is theirs, not a leak
+                shown = feedback_hidden_lines(html, secret - _own_lines(notebook))
+                if shown:
+                    report.problems.append(f"feedback for {label} shows {len(shown)} hidden-test "
+                                           f"line(s), e.g. {shown[0][:60]!r}")
             else:
                 report.problems.append(f"no feedback HTML for {label} at {html}")
     report.seconds = time.perf_counter() - start
@@ -410,9 +482,7 @@ def write_student_versions(assignments: list[str] | None = None,
     for name, text in release_notebooks(assignments, course_dir).items():
         path = student_path(name, course_dir)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".ipynb.partial")
-        partial.write_text(text)
-        partial.replace(path)  # atomic: never a half-written notebook
+        atomic_write_text(path, text)  # never a half-written notebook
         written.append(path)
         print(f"wrote {path}")
     return written

@@ -35,6 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from medlearn._atomic import atomic_write_text, temporary_sibling
+
 #: Parameters each tier injects after the notebook's ``parameters`` cell.
 TIER_PARAMETERS: dict[str, dict] = {
     "smoke": {"FAST": True},
@@ -133,9 +135,7 @@ class Report:
         if path is not None:
             path = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".partial")
-            tmp.write_text(text + "\n")
-            os.replace(tmp, path)
+            atomic_write_text(path, text + "\n")
         return text
 
     def table(self) -> str:
@@ -224,8 +224,55 @@ def _medlearn_digest() -> str:
     return h.hexdigest()
 
 
-def notebook_hash(nb_path: Path, tier: str, parameters: dict, lib_digest: str | None = None) -> str:
-    """Return the cache key of a run: cell sources and tags, tier, parameters, medlearn version+sources.
+#: The libraries whose installed versions are part of the cache key.
+KEY_LIBRARIES = ("numpy", "torch", "monai", "fastai", "fastMONAI", "torchio", "SimpleITK", "scikit-learn",
+                 "pandas", "pydicom", "highdicom", "pynetdicom", "cleanlab", "matplotlib", "papermill")
+
+
+def library_versions() -> dict[str, str]:
+    """Return {distribution: installed version or "absent"} for `KEY_LIBRARIES`."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in KEY_LIBRARIES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def data_provenance(root: str | os.PathLike | None = None) -> dict:
+    """Return what a notebook's ``DATA="auto"`` would find: the md5 of every registered real file in
+    the data cache (absent files are left out, so they load as stand-ins) and the offline switch.
+
+    Seeding real data, or replacing a cached file, changes this and so the cache key of every run.
+    """
+    from medlearn.data.cache import cache_dir, md5sum, offline
+    from medlearn.data.registry import REGISTRY
+
+    root = cache_dir(root)
+    real = {}
+    for entry in REGISTRY.values():
+        for files in getattr(entry, "files", {}).values():
+            for f in files:
+                path = root / f.path
+                if path.is_file() and f.path not in real:
+                    real[f.path] = md5sum(path)
+    return {"real": dict(sorted(real.items())), "offline": offline()}
+
+
+def run_context_digest(root: str | os.PathLike | None = None) -> str:
+    """Return a digest of what a run depends on outside the notebook: data provenance and versions."""
+    payload = json.dumps({"data": data_provenance(root), "versions": library_versions(),
+                          "python": sys.version.split()[0]}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def notebook_hash(nb_path: Path, tier: str, parameters: dict, lib_digest: str | None = None,
+                  context: str | None = None) -> str:
+    """Return the cache key of a run: cell sources and tags, tier, parameters, medlearn version+sources,
+    and the run's context (`run_context_digest`: real vs stand-in data with md5s, library versions).
 
     Markdown is part of the key too, so a prose edit refreshes the executed copy the book shows.
     """
@@ -234,7 +281,8 @@ def notebook_hash(nb_path: Path, tier: str, parameters: dict, lib_digest: str | 
     nb = nbformat.read(nb_path, as_version=4)
     cells = [(c.cell_type, c.source, sorted(c.get("metadata", {}).get("tags", []))) for c in nb.cells]
     payload = json.dumps({"cells": cells, "tier": tier, "parameters": parameters,
-                          "medlearn": lib_digest or _medlearn_digest()}, sort_keys=True)
+                          "medlearn": lib_digest or _medlearn_digest(),
+                          "context": context or run_context_digest()}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -255,6 +303,7 @@ def _cached(out: Path, key: str, statuses=("ok",)) -> dict | None:
 def _child_main(argv: list[str]) -> int:
     """Execute one notebook (in its own process group); write errors to a JSON side file."""
     spec = json.loads(argv[0])
+    _become_subreaper()
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -277,7 +326,67 @@ def _child_main(argv: list[str]) -> int:
     usage = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     cpu = sum(u.ru_utime + u.ru_stime for u in usage)
     Path(spec["error_file"]).write_text(json.dumps({**err, "cpu_s": round(cpu, 1)}))
+    for pid in _descendants(os.getpid()):  # anything the notebook started and left running
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
     return code
+
+
+def _become_subreaper() -> None:
+    """Linux: adopt orphaned descendants (PR_SET_CHILD_SUBREAPER), so a server the kernel started stays
+    in this process's tree, where the runner finds and kills it at the hard limit."""
+    if sys.platform != "linux":
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def _descendants(pid: int) -> list[int]:
+    """Return the pids of every process below `pid` (children, grandchildren, ...), from `ps`."""
+    try:
+        ps = subprocess.Popen(["ps", "-A", "-o", "pid=,ppid="], stdout=subprocess.PIPE, text=True)
+        out, _ = ps.communicate(timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    children: dict[int, list[int]] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit() and int(parts[0]) != ps.pid:
+            children.setdefault(int(parts[1]), []).append(int(parts[0]))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.append(child)
+                todo.append(child)
+    return found
+
+
+def kill_tree(pid: int) -> list[int]:
+    """SIGKILL `pid`, every process below it and their process groups (the kernel runs in its own
+    session, and what it starts may too); return the pids killed."""
+    killed = []
+    for _round in range(3):  # a process may fork while we look: look again
+        tree = [p for p in _descendants(pid) if p not in killed]
+        targets = ([pid] if not killed else []) + tree
+        if not targets:
+            break
+        for p in targets:
+            try:
+                group = os.getpgid(p)
+                if group != os.getpgrp():  # never our own group
+                    os.killpg(group, signal.SIGKILL)
+                os.kill(p, signal.SIGKILL)
+            except OSError:  # already gone
+                pass
+            killed.append(p)
+    return killed
 
 
 def _failing_cell(out: Path) -> tuple[int | None, str | None]:
@@ -325,7 +434,7 @@ def _run_one(nb: Path, out: Path, rel: Path, tier: str, parameters: dict, budget
                       **base)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
+    partial = temporary_sibling(out, ".ipynb")  # unique: two runners never share it
     error_file = out.with_name(out.name + ".error.json")
     for f in (partial, error_file):
         f.unlink(missing_ok=True)
@@ -335,6 +444,13 @@ def _run_one(nb: Path, out: Path, rel: Path, tier: str, parameters: dict, budget
     cmd = [sys.executable, "-c", "import sys; from medlearn.notebooks import _child_main; "
            "sys.exit(_child_main(sys.argv[1:]))", json.dumps(spec)]
     limit = hard_limit_for(budget_s)
+    import shutil
+    import tempfile
+
+    # A private temporary folder per run: whatever the notebook leaves there (an Orthanc's storage
+    # after a kill, say) is deleted with it.
+    run_tmp = tempfile.mkdtemp(prefix="medlearn-run-")
+    env = dict(env, TMPDIR=run_tmp)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -343,11 +459,17 @@ def _run_one(nb: Path, out: Path, rel: Path, tier: str, parameters: dict, budget
         log, _ = proc.communicate(timeout=limit)
     except subprocess.TimeoutExpired:
         killed = True
+        # papermill, the kernel (its own session), and everything the kernel started
+        kill_tree(proc.pid)
         try:
-            os.killpg(proc.pid, signal.SIGKILL)  # the papermill process and what it started
-        except ProcessLookupError:
-            pass
-        log, _ = proc.communicate()
+            log, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # something we could not kill holds the pipe: stop reading
+            log = ""
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+    finally:
+        shutil.rmtree(run_tmp, ignore_errors=True)
     wall = time.perf_counter() - t0
 
     err = {}
@@ -379,6 +501,10 @@ def _run_one(nb: Path, out: Path, rel: Path, tier: str, parameters: dict, budget
         if err:
             cell, first = _failing_cell(partial)
         nbjson = json.loads(partial.read_text())
+        for c in nbjson.get("cells", []):  # the book hides the runner's cell; the notebook keeps it
+            tags = c.setdefault("metadata", {}).setdefault("tags", [])
+            if "injected-parameters" in tags and "remove-cell" not in tags:
+                tags.append("remove-cell")
         nbjson.setdefault("metadata", {})["medlearn"] = {
             # a killed run is incomplete: never reusable, whatever the cache accepts
             "hash": key, "tier": tier, "parameters": parameters,
@@ -427,10 +553,11 @@ def run_notebooks(paths=("book",), tier: str = "smoke", jobs: int = 1, out_dir="
         env.setdefault("MKL_NUM_THREADS", per)
 
     lib = _medlearn_digest()
+    context = run_context_digest()
     jobs_args = []
     for nb in notebooks:
         rel = _relative(nb, root)
-        key = notebook_hash(nb, tier, parameters, lib) if nb.is_file() else ""
+        key = notebook_hash(nb, tier, parameters, lib, context) if nb.is_file() else ""
         jobs_args.append((nb, out_dir / rel, rel, tier, parameters, budget_s, key, env, use_cache,
                           tuple(cache_statuses)))
 

@@ -14,9 +14,16 @@ The DIMSE and DICOMweb protocols are spoken by pynetdicom and dicomweb-client; t
 the server and adds the glue those libraries leave to the user (a storage receiver for C-MOVE).
 
 Network exposure: the HTTP server refuses every client but this machine (`RemoteAccessAllowed: false`)
-and every request without the generated password; the DICOM server answers C-FIND/C-MOVE/C-GET only for
-the registered client AE on 127.0.0.1. Orthanc 1.10 (Debian 12) has no option to bind its sockets to
-one interface, so the ports listen on all interfaces of the machine: run it on a machine you trust.
+and every request without the generated password; the DICOM server answers C-STORE, C-FIND, C-MOVE and
+C-GET only for the registered client AE title calling from 127.0.0.1 (`DicomAlwaysAllowStore: false`,
+`DicomCheckModalityHost: true`); only C-ECHO answers anyone. Orthanc 1.10 (Debian 12) has no option to
+bind its sockets to one interface, so the ports listen on all interfaces of the machine: another host
+can connect, but cannot store, query or read without the AE title *and* this machine's address.
+
+Lifecycle: Orthanc dies with the Python process that started it, even when that process is killed
+(SIGKILL, a Colab restart): on Linux the kernel sends it SIGKILL (`PR_SET_PDEATHSIG`), and a small
+watchdog process deletes its temporary folder. macOS has no parent-death signal: there the watchdog
+stops Orthanc too, within a second.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import weakref
@@ -37,6 +45,7 @@ __all__ = ["Orthanc", "OrthancNotFound", "find_orthanc", "orthanc_available", "I
 INSTALL_HELP = (
     "Orthanc is not installed on this machine. Get it in one of these ways:\n"
     "  * Debian/Ubuntu (and Colab):  sudo apt-get install -y orthanc orthanc-dicomweb\n"
+    "    (in the course's folder `make system-deps` runs exactly that)\n"
     "  * container image:            docker run -p 4242:4242 -p 8042:8042 orthancteam/orthanc\n"
     "  * installers (Windows, macOS): https://www.orthanc-server.com/download.php\n"
     "then run this again, or point ORTHANC_EXECUTABLE at the `Orthanc` binary "
@@ -83,8 +92,45 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _stop(proc: subprocess.Popen | None, workdir: Path | None) -> None:
+_WATCHDOG = """
+import os, shutil, signal, sys, time
+parent, pid, folder = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+while os.getppid() == parent and os.path.isdir(folder):
+    time.sleep(0.5)
+if os.path.isdir(folder):  # the parent died without stopping Orthanc: stop it, delete its folder
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    time.sleep(0.5)
+    shutil.rmtree(folder, ignore_errors=True)
+"""
+
+
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): ask the kernel to SIGKILL it when its parent dies."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _watchdog(pid: int, workdir: Path) -> subprocess.Popen:
+    """Start the process that stops Orthanc `pid` and deletes `workdir` if this process dies first."""
+    return subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(pid), str(workdir)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen | None, workdir: Path | None, watchdog=None) -> None:
     """Stop the Orthanc process and delete its folder (also called from atexit and the finalizer)."""
+    if watchdog is not None and watchdog.poll() is None:
+        watchdog.kill()
+        watchdog.wait(timeout=5)
     if proc is not None and proc.poll() is None:
         proc.terminate()
         try:
@@ -108,8 +154,11 @@ class Orthanc:
     """
 
     def __init__(self, aet: str = "MEDLEARN_PACS", client_aet: str = "MEDLEARN", *, startup_timeout: float = 60.0,
-                 verbose: bool = False):
+                 verbose: bool = False, extra_config: dict | None = None):
         self.aet, self.client_aet = aet, client_aet
+        # part 6: keys added to the configuration ("Plugins" entries are appended), e.g. the
+        # Python plugin of medlearn.deploy.oneclick
+        self.extra_config = dict(extra_config or {})
         self.startup_timeout = startup_timeout
         self.verbose = verbose
         self.username = "medlearn"
@@ -154,7 +203,7 @@ class Orthanc:
             "DicomCheckCalledAet": True,
             "DicomCheckModalityHost": True,
             "DicomAlwaysAllowEcho": True,
-            "DicomAlwaysAllowStore": True,
+            "DicomAlwaysAllowStore": False,   # only the registered modality below may store
             "DicomAlwaysAllowFind": False,
             "DicomAlwaysAllowMove": False,
             "DicomAlwaysAllowGet": False,
@@ -186,16 +235,21 @@ class Orthanc:
             self.storage.mkdir()
             self.http_port, self.dicom_port, self.client_port = _free_port(), _free_port(), _free_port()
             cfg = self.workdir / "orthanc.json"
-            cfg.write_text(json.dumps(self.config(), indent=2))
+            config = self.config()
+            for key, value in self.extra_config.items():
+                config[key] = config.get("Plugins", []) + list(value) if key == "Plugins" else value
+            cfg.write_text(json.dumps(config, indent=2))
             log = open(self.workdir / "orthanc.log", "wb")
             try:
                 self.process = subprocess.Popen([str(exe), "--verbose" if self.verbose else "--no-jobs", str(cfg)],
                                                 stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
-                                                start_new_session=True)
+                                                start_new_session=True,
+                                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
             finally:
                 log.close()
+            watchdog = _watchdog(self.process.pid, self.workdir)
             # runs on stop(), on garbage collection, and at interpreter exit (finalize's atexit hook)
-            self._finalizer = weakref.finalize(self, _stop, self.process, self.workdir)
+            self._finalizer = weakref.finalize(self, _stop, self.process, self.workdir, watchdog)
             try:
                 self._wait_ready()
                 return self

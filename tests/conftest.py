@@ -23,12 +23,49 @@ def project_root() -> Path:
     return ROOT
 
 
+DATA_HELP = ("real sample data not found at {path}. Provide them: `make samples` (or `medlearn "
+             "fetch-samples DIR`: downloads them, md5-checked) and set MEDLEARN_SHARED_DATA=DIR "
+             "(make: SHARED_DATA=DIR); in CI the workflow restores them from its cache first.")
+
+
+def _required(what: str) -> bool:
+    from medlearn.book import required
+
+    return required(what)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The folder of real sample files; tests that need it are skipped only if it is absent."""
+    """The folder of real sample files; tests that need it skip only off CI (CI=true: they fail)."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real sample data not found at {SHARED_DATA} (set MEDLEARN_SHARED_DATA)")
+        if _required("data"):
+            pytest.fail("CI=true (or MEDLEARN_REQUIRE_DATA=1): " + DATA_HELP.format(path=SHARED_DATA),
+                        pytrace=False)
+        pytest.skip(DATA_HELP.format(path=SHARED_DATA))
     return SHARED_DATA
+
+
+def _pacs_skip_is_a_failure(report) -> None:
+    """Where a PACS is required (CI, `make test`), turn a skip for a missing Orthanc into a failure."""
+    if report.skipped and "Orthanc" in str(report.longrepr) and _required("pacs"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = ("a real PACS is required here (CI=true or MEDLEARN_REQUIRE_PACS=1, as "
+                           "`make test` sets) and Orthanc is missing: " + reason)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    report = yield
+    _pacs_skip_is_a_failure(report)  # test_pacs.py skips the whole module without Orthanc
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    _pacs_skip_is_a_failure(report)
+    return report
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -41,3 +78,22 @@ def data_cache(tmp_path_factory) -> Path:
 
         seed_cache(SHARED_DATA)
     return cache
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:  # nothing listens (a closed port may linger in TIME_WAIT: reusable)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+            s.listen()
+            return True
+        except OSError:
+            return False
+
+
+@pytest.fixture
+def port_free():
+    """Return a function: True when nothing listens on a TCP port (no orphaned server holds it)."""
+    return _port_free

@@ -8,6 +8,7 @@ fails here.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -94,7 +95,8 @@ def test_runner_injects_tier_parameters_after_the_parameters_cell(tmp_path):
         assert reports[tier].ok, reports[tier].failures()
         cells = nbformat.read(tmp_path / tier / "params.ipynb", as_version=4).cells
         tags = [c.metadata.get("tags", []) for c in cells]
-        assert tags[1] == ["parameters"] and tags[2] == ["injected-parameters"]
+        assert tags[1] == ["parameters"] and "injected-parameters" in tags[2]
+        assert "remove-cell" in tags[2], "the book hides the runner's injected cell"
         printed = "".join(o.get("text", "") for o in cells[-1].outputs)
         assert printed.strip() == expected
 
@@ -166,3 +168,137 @@ def test_book_build_fails_on_a_broken_reference_and_succeeds_when_fixed(tmp_path
     (root / "book" / "page.md").write_text("# Page\n\nSee {doc}`intro` and {cite:p}`paperA_fastmonai`.\n")
     assert build_book(root) is True
     assert (root / "_build" / "html" / "index.html").is_file()
+
+
+# ---------------------------------------------------------------- the PACS chapters and the banner
+PACS_CELLS = ["import sys\nif 'google.colab' in sys.modules:  # a shell escape, as chapters have\n"
+              "    !apt-get install -qq -y orthanc",
+              "from medlearn import pacs\nserver = pacs.Orthanc()\nserver.start()\nprint('PACS up')"]
+
+
+def test_notebook_needs_reads_the_metadata_flag_and_orthanc_calls(tmp_path):
+    from medlearn.book import notebook_needs
+
+    plain = write_notebook(tmp_path / "plain.ipynb", "print('Orthanc is a PACS')  # no call")
+    calls = write_notebook(tmp_path / "calls.ipynb", *PACS_CELLS)
+    flagged = write_notebook(tmp_path / "flagged.ipynb", "x = 1")
+    nb = nbformat.read(flagged, as_version=4)
+    nb.metadata["medlearn"] = {"needs": ["orthanc"]}
+    nbformat.write(nb, flagged)
+    assert notebook_needs(plain) == set()
+    assert notebook_needs(calls) == {"orthanc"}
+    assert notebook_needs(flagged) == {"orthanc"}
+    oneclick = write_notebook(tmp_path / "oneclick.ipynb",
+                              "pacs = Orthanc(extra_config=oneclick_config(bundle)).start()")
+    assert notebook_needs(oneclick) == {"orthanc", "orthanc-python"}
+
+
+def test_a_missing_python_plugin_marks_only_the_one_click_chapter(tmp_path, monkeypatch):
+    from medlearn.book import missing_requirements
+    from medlearn.deploy import oneclick as oneclick_module
+    from medlearn.pacs import orthanc_available
+
+    if not orthanc_available():
+        pytest.skip("needs Orthanc itself installed (make system-deps)")
+    monkeypatch.setattr(oneclick_module, "PYTHON_PLUGIN_DIRS", [str(tmp_path / "no-plugins")])
+    plain_pacs = write_notebook(tmp_path / "pacs.ipynb", *PACS_CELLS)
+    oneclick = write_notebook(tmp_path / "oneclick.ipynb",
+                              "pacs = Orthanc(extra_config=oneclick_config(bundle)).start()")
+    missing = missing_requirements([plain_pacs, oneclick])
+    assert list(missing) == [oneclick]
+    assert "apt-get install -y orthanc-python" in missing[oneclick]
+
+
+def test_book_without_orthanc_marks_the_pacs_chapter_and_ci_refuses(tmp_path, project_root, monkeypatch,
+                                                                      capsys):
+    for name in ("CI", "MEDLEARN_REQUIRE_PACS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ORTHANC_EXECUTABLE", str(tmp_path / "nowhere" / "Orthanc"))  # no PACS here
+    root = mini_book(tmp_path / "pacsbook", project_root, {"intro": INTRO},
+                     {"plain": ["print('sum =', 40 + 2)"], "pacs_chapter": PACS_CELLS})
+
+    monkeypatch.setenv("CI", "true")
+    assert build_book(root, tier="smoke") is False, "CI must require the PACS, not mark it"
+    err = capsys.readouterr().err
+    assert "book/pacs_chapter.ipynb" in err and "apt-get install -y orthanc orthanc-dicomweb" in err
+    assert not (root / "_build" / "executed").exists(), "CI fails before executing anything"
+
+    monkeypatch.delenv("CI")
+    assert build_book(root, tier="smoke") is True
+    html = root / "_build" / "html" / "book"
+    pacs_page = re.sub(r"<[^>]+>", "", (html / "pacs_chapter.html").read_text())  # text only
+    assert "Not executed in this build" in pacs_page and "make system-deps" in pacs_page
+    assert "Orthanc is not installed on this machine." in pacs_page
+    assert "PACS up" not in pacs_page.replace("print('PACS up')", ""), "it was not executed"
+    assert "sum = 42" in (html / "plain.html").read_text(), "the other chapters still execute"
+    for page in html.glob("*.html"):  # (the top index.html only redirects to book/intro.html)
+        text = page.read_text()
+        assert "Smoke-tier build" in text and "What the full run shows" in text, page.name
+        assert "1 chapter(s) could not be executed" in text, page.name
+
+
+def test_banner_names_the_tier_and_the_data_the_notebooks_announced(tmp_path):
+    from medlearn.book import banner, data_provenance
+
+    nb = write_notebook(tmp_path / "a.ipynb", "x = 1")
+    data = nbformat.read(nb, as_version=4)
+    data.cells[-1].outputs = [nbformat.v4.new_output(
+        "stream", name="stdout",
+        text="BreastMNIST (28×28) — real data (MedMNIST v2, CC BY 4.0), 546/78/156, seeded\n"
+             "Heads — SYNTHETIC STAND-IN (no network): T1-like heads; not patient data\n")]
+    nbformat.write(data, nb)
+    real, synthetic = data_provenance([nb])
+    assert real == ["BreastMNIST (28×28)"] and synthetic == ["Heads"]
+    smoke = banner("smoke", real, synthetic, date="2026-01-02")
+    assert "Smoke-tier build" in smoke and "2026-01-02" in smoke and "BreastMNIST" in smoke
+    assert "Heads" in smoke and "What the full run shows" in smoke
+    full = banner("full", real, [], date="2026-01-02")
+    assert "Full-tier build" in full and "toy" not in full and "stand-in" not in full.lower()
+
+
+def test_workflows_publish_after_ci_prefer_the_full_book_and_restore_the_data(project_root):
+    """pages.yml: only after ci (or full) succeeded; the smoke build only when no full book exists."""
+    import yaml
+
+    wf = project_root / ".github" / "workflows"
+    pages = yaml.safe_load((wf / "pages.yml").read_text())
+    on = pages.get("on", pages.get(True))
+    assert "push" not in on, "publishing must wait for CI"
+    assert set(on["workflow_run"]["workflows"]) == {"ci", "full"}
+    assert "conclusion == 'success'" in pages["jobs"]["build"]["if"]
+    steps = pages["jobs"]["build"]["steps"]
+    smoke = [s for s in steps if "make book" in s.get("run", "")]
+    assert smoke and all(s.get("if") == "steps.full.outputs.run == ''" for s in smoke), \
+        "a smoke build must never run when a full-tier book exists"
+    pick = next(s for s in steps if s.get("id") == "full")["run"]
+    assert "--workflow ci.yml --commit" in pick and "--status success" in pick
+
+    ci = yaml.safe_load((wf / "ci.yml").read_text())
+    runs = [s.get("run", "") for s in ci["jobs"]["test"]["steps"]]
+    uses = [s.get("uses", "") for s in ci["jobs"]["test"]["steps"]]
+    assert runs.index("make samples") < runs.index("bash .ci/run"), "data before the tests"
+    assert any(u.startswith("actions/cache") for u in uses)
+    assert (project_root / ".ci" / "run").read_text().strip().splitlines()[-1] == "make test"
+
+
+def test_full_run_covers_every_notebook_longest_first(project_root, tmp_path):
+    """`make full` (.ci/full) runs every book and assignment notebook; the slowest start first."""
+    import subprocess
+    import sys
+
+    from medlearn.notebooks import collect_notebooks
+
+    order = project_root / ".ci" / "full_order.py"
+    every = {nb.relative_to(project_root).as_posix() for nb in
+             collect_notebooks([project_root / "book"]) + sorted(project_root.glob("exercises/source/*/*.ipynb"))}
+    listed = subprocess.run([sys.executable, str(order)], capture_output=True, text=True,
+                            check=True).stdout.split()
+    assert set(listed) == every and len(listed) == len(every)
+
+    last, first = listed[-1], listed[0]  # a previous report's wall times decide the order
+    report = tmp_path / "report-full.json"
+    report.write_text(json.dumps({"results": [{"path": last, "status": "ok", "wall_s": 9999.0},
+                                              {"path": first, "status": "ok", "wall_s": 0.5}]}))
+    again = subprocess.run([sys.executable, str(order), str(report)], capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert again[0] == last and again.index(first) > again.index(last)

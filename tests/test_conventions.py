@@ -134,3 +134,91 @@ def test_references_bib_has_the_thesis_and_papers_and_unique_keys():
     for key in ("kaliyugarasan2023thesis", "paperA_fastmonai", "paperB_skullstripping",
                 "paperC_nodules", "paperD_cervical", "paperE_spine", "yang2023medmnist"):
         assert key in keys
+
+
+#: The book's code column: a code line longer than this gets a horizontal scroll bar on the page
+#: (STYLE.md, "Fit the page"). Black's default; every book notebook keeps to it.
+CODE_LINE_LIMIT = 88
+
+
+@pytest.mark.parametrize("path", BOOK_NOTEBOOKS, ids=_id)
+def test_book_notebook_code_lines_fit_the_page(path):
+    nb = nbformat.read(path, as_version=4)
+    long = [f"cell {i} line {n} ({len(line)} chars): {line.strip()[:50]}"
+            for i, c in enumerate(nb.cells) if c.cell_type == "code"
+            for n, line in enumerate(c.source.splitlines(), 1) if len(line) > CODE_LINE_LIMIT]
+    assert not long, (f"{_id(path)}: {len(long)} code lines over {CODE_LINE_LIMIT} characters "
+                      "(wrap them):\n" + "\n".join(long[:10]))
+
+
+_NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
+
+
+def test_3_1_architecture_prose_matches_the_built_model():
+    """Chapter 3.1 describes MONAI's Classifier in words: block count, channels, sizes. Build it and compare."""
+    import torch
+    from monai.networks.nets import Classifier
+
+    path = ROOT / "book" / "part3" / "3_1_classification_with_fastmonai.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    i = next(k for k, c in enumerate(nb.cells)
+             if c.cell_type == "code" and re.search(r"^model = Classifier\(", c.source, flags=re.M))
+    prose = nb.cells[i - 1].source
+    call = next(n for n in ast.walk(ast.parse(nb.cells[i].source))
+                if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "Classifier")
+    chain = re.search(r"\d+³(?:\s*→\s*\d+³)+", prose)
+    assert chain, "3.1: say how the blocks shrink the volume, e.g. '28³ → 14³ → 7³ → 4³'"
+    sizes = [int(v) for v in re.findall(r"(\d+)³", chain.group(0))]
+    size = [sizes[0]] * 3
+    model = eval(compile(ast.Expression(call), "3.1", "eval"), {"Classifier": Classifier, "size": size})
+    blocks = list(model.net.children())
+    shapes = []
+    for b in blocks:
+        b.register_forward_hook(lambda m, inp, out: shapes.append(tuple(out.shape)))
+    with torch.no_grad():
+        model(torch.zeros(1, 1, *size))
+
+    count = re.search(r"\b(one|two|three|four|five|six)\b\W*\s+strided", prose, flags=re.I)
+    assert count, "3.1: state the number of strided blocks in words ('three strided ...')"
+    assert _NUMBER_WORDS[count.group(1).lower()] == len(blocks), \
+        f"3.1 says {count.group(1)} strided blocks; the model has {len(blocks)}"
+    assert sizes[1:] == [s[-1] for s in shapes], f"3.1 says {sizes}; the blocks give {shapes}"
+    channels = re.search(r"\(([\d, and]+) channels", prose)
+    assert channels, "3.1: list the blocks' channels, e.g. '(8, 16 and 32 channels'"
+    said = [int(v) for v in re.findall(r"\d+", channels.group(1))]
+    assert said == [s[1] for s in shapes], f"3.1 says channels {said}; the blocks give {[s[1] for s in shapes]}"
+    features = shapes[-1][1] * shapes[-1][2] * shapes[-1][3] * shapes[-1][4]
+    assert str(features) in prose, f"3.1: the linear layer receives {features} features; say so"
+
+
+@pytest.mark.parametrize("path", BOOK_NOTEBOOKS, ids=_id)
+def test_book_notebook_self_check_has_answers_in_dropdowns(path):
+    """Self-check answers sit in collapsible MyST dropdowns after the Self-check heading (STYLE.md)."""
+    nb = nbformat.read(path, as_version=4)
+    md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    heading = re.search(r"^#+\s*self[- ]check", md, flags=re.I | re.M)
+    assert heading, f"{_id(path)}: no Self-check heading"
+    assert re.search(r"^(```|:::)\{dropdown\}", md[heading.end():], flags=re.M), \
+        f"{_id(path)}: put the self-check answers in ```{{dropdown}} blocks after the questions"
+
+
+@pytest.mark.parametrize("path", BOOK_NOTEBOOKS, ids=_id)
+def test_no_markdown_hidden_as_comments_in_code_cells(path):
+    """A heading or a MyST directive commented into a code cell never renders (chapter 1.2 had one)."""
+    nb = nbformat.read(path, as_version=4)
+    hidden = [f"cell {i}: {line.strip()[:60]}" for i, c in enumerate(nb.cells) if c.cell_type == "code"
+              for line in c.source.splitlines() if re.match(r"\s*#\s*(#{1,6}\s+\S|```\{)", line)]
+    assert not hidden, f"{_id(path)}: markdown inside code cells; make it a markdown cell:\n" + \
+        "\n".join(hidden)
+
+
+@pytest.mark.parametrize("path", BOOK_NOTEBOOKS, ids=_id)
+def test_chapter_mirroring_a_paper_has_an_in_the_thesis_box(path):
+    """A chapter whose header names a paper sets the paper's own numbers beside the reader's run."""
+    nb = nbformat.read(path, as_version=4)
+    header = nb.cells[0].source
+    if not re.search(r"\bPaper [A-E]\b", header):
+        return
+    md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert re.search(r"^(```|:::)\{admonition\} In the thesis", md, flags=re.M), \
+        f"{_id(path)}: add an 'In the thesis' admonition with the paper's numbers (STYLE.md)"

@@ -8,6 +8,7 @@ import io
 import re
 import socket
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):  # keep pytest output clean
         pass
 
+    requests: list = []  # paths asked for, in order (the concurrency test counts them)
+
     def do_GET(self):
+        _Handler.requests.append(self.path)
+        if self.path == "/slow.npz":  # about 1.5 s for the whole file: two loaders overlap
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(NPZ)))
+            self.end_headers()
+            step = len(NPZ) // 10 + 1
+            for i in range(0, len(NPZ), step):
+                self.wfile.write(NPZ[i:i + step])
+                self.wfile.flush()
+                time.sleep(0.15)
+            return
         body = {"/good": PAYLOAD, "/half": PAYLOAD, "/other": PAYLOAD[::-1], "/tiny.npz": NPZ,
                 "/ixi.zip": self.extra}.get(self.path)
         if body is None:
@@ -280,10 +294,13 @@ def test_seed_cache_refuses_a_corrupted_file(tmp_path, shared_data):
 
 
 def test_seed_cache_is_idempotent_and_reports(tmp_path, shared_data, capsys):
+    n = sum(1 for e in REGISTRY.values() for files in e.files.values() for f in files
+            if f.seed_from and (shared_data / f.seed_from).is_file())
+    assert n >= 242  # 12 single files + the IXI, liver, H&N and TotalSegmentator manifests
     first = seed_cache(shared_data, cache=tmp_path)
-    assert "seeded 12 file(s)" in capsys.readouterr().out
+    assert f"seeded {n} file(s)" in capsys.readouterr().out
     second = seed_cache(shared_data, cache=tmp_path)
-    assert "seeded 0 file(s), 12 already cached" in capsys.readouterr().out
+    assert f"seeded 0 file(s), {n} already cached" in capsys.readouterr().out
     assert first == second and all(p.is_file() for p in first)
     assert not list(tmp_path.rglob("*.part"))
 
@@ -359,3 +376,182 @@ def test_synthetic_only_sets_are_generated_once_with_valid_paths(tmp_path, monke
         assert all(Path(p).is_file() and ".tmp" not in p for p in ds.df[col])
     again = load("ixi_tiny", fast=True, cache_dir=tmp_path, verbose=False)
     assert again.df.equals(ds.df) and len(list((tmp_path / "synthetic").iterdir())) == 1
+
+
+# ---------------------------------------------------------------- concurrent loaders, safe archives
+_LOADER = """
+import hashlib, json, sys
+from medlearn.data import load
+from medlearn.data.registry import REGISTRY, Entry, RemoteFile
+url, md5, size, cache = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+REGISTRY["slowmnist"] = Entry(name="slowmnist", title="SlowMNIST", kind="medmnist2d", task="binary-class",
+    license="CC0", citation="test fixture", files={28: (RemoteFile("medmnist/slowmnist.npz", url, md5, size),)},
+    standin="medmnist:slowmnist", labels={0: "no", 1: "yes"}, n_samples={"train": 12, "val": 4, "test": 4},
+    short="test fixture")
+ds = load("slowmnist", cache_dir=cache, verbose=False)
+print(json.dumps({"source": ds.source, "provenance": ds.provenance}))
+"""
+
+
+def test_two_processes_loading_the_same_file_both_get_the_verified_real_file(server, tmp_path, monkeypatch):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.delenv("MEDLEARN_OFFLINE", raising=False)
+    cache = tmp_path / "cache"
+    _Handler.requests.clear()
+    args = [sys.executable, "-c", _LOADER, f"{server}/slow.npz", hashlib.md5(NPZ).hexdigest(), str(len(NPZ)),
+            str(cache)]
+    env = {k: v for k, v in os.environ.items() if k != "MEDLEARN_OFFLINE"}
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+        result = json.loads(out.strip().splitlines()[-1])
+        assert result["source"] == "real", result["provenance"]  # no silent stand-in
+    assert (cache / "medmnist" / "slowmnist.npz").read_bytes() == NPZ
+    assert _Handler.requests.count("/slow.npz") == 1, "the second loader should wait and reuse the file"
+    assert _leftovers(cache / "medmnist") == ["slowmnist.npz"]
+
+
+def test_download_uses_a_unique_temporary_name_per_call(server, tmp_path, monkeypatch):
+    import sys
+
+    from medlearn import _atomic
+
+    names = []
+    real = _atomic.temporary_sibling
+    module = sys.modules["medlearn.data.download"]  # `medlearn.data.download` is also the function
+    monkeypatch.setattr(module, "temporary_sibling", lambda d, *a: names.append(real(d, *a)) or names[-1])
+    for _ in range(2):
+        (tmp_path / "f.bin").unlink(missing_ok=True)
+        download(f"{server}/good", tmp_path / "f.bin", PAYLOAD_MD5, retries=1, progress=False)
+    assert len(set(names)) == 2 and all(n.parent == tmp_path and n.name.startswith(".f.bin.") for n in names)
+    assert _leftovers(tmp_path) == ["f.bin"]
+
+
+def _tar(path: Path, members: list) -> Path:
+    """Write a tar of (name, kind, payload_or_link) members: kind 'file', 'sym', 'hard' or 'fifo'."""
+    import tarfile
+
+    with tarfile.open(path, "w") as t:
+        for name, kind, value in members:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                info.size = len(value)
+                t.addfile(info, io.BytesIO(value))
+            else:
+                info.type = {"sym": tarfile.SYMTYPE, "hard": tarfile.LNKTYPE, "fifo": tarfile.FIFOTYPE}[kind]
+                info.linkname = value or ""
+                t.addfile(info)
+    return path
+
+
+def _zip(path: Path, members: list) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members:
+            info = zipfile.ZipInfo(name)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, data)
+    return path
+
+
+_BAD_TARS = {
+    "absolute": [("ok.txt", "file", b"a"), ("/tmp/evil.txt", "file", b"x")],
+    "dotdot": [("ok.txt", "file", b"a"), ("sub/../../evil.txt", "file", b"x")],
+    "symlink_out": [("ok.txt", "file", b"a"), ("link", "sym", "../../evil")],
+    "symlink_absolute": [("link", "sym", "/etc/passwd")],
+    "hardlink_out": [("ok.txt", "file", b"a"), ("hard", "hard", "../evil.txt")],
+    "through_a_link": [("d", "sym", "."), ("d/x.txt", "file", b"x")],
+    "fifo": [("pipe", "fifo", None)],
+    "too_big": [("big.bin", "file", b"x" * 5000)],
+}
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_TARS))
+def test_unsafe_tar_is_refused_before_anything_is_written(tmp_path, case):
+    from medlearn.data.archive import UnsafeArchiveError, safe_extract
+
+    archive = _tar(tmp_path / f"{case}.tar", _BAD_TARS[case])
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(UnsafeArchiveError, match=f"{case}.tar"):
+        safe_extract(archive, work / "out", max_bytes=4096)
+    assert list(work.iterdir()) == [], "a refused archive left files behind"
+    assert not (tmp_path / "evil.txt").exists() and not Path("/tmp/evil.txt").exists()
+
+
+@pytest.mark.parametrize("name", ["/abs.txt", "../evil.txt", "a/../../evil.txt", "C:/evil.txt"])
+def test_unsafe_zip_is_refused_before_anything_is_written(tmp_path, name):
+    from medlearn.data.archive import UnsafeArchiveError, safe_extract
+
+    archive = _zip(tmp_path / "bad.zip", [("ok.txt", b"a"), (name, b"x")])
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(UnsafeArchiveError, match="bad.zip"):
+        safe_extract(archive, work / "out")
+    assert list(work.iterdir()) == [] and not (tmp_path / "evil.txt").exists()
+
+
+def test_zip_bomb_is_refused_by_its_total_size(tmp_path):
+    from medlearn.data.archive import UnsafeArchiveError, safe_extract
+
+    archive = _zip(tmp_path / "bomb.zip", [(f"f{i}.bin", bytes(2**20)) for i in range(8)])  # 8 MiB, tiny zip
+    assert archive.stat().st_size < 2**20
+    with pytest.raises(UnsafeArchiveError, match="more than the cap"):
+        safe_extract(archive, tmp_path / "out", max_bytes=4 * 2**20)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failure_half_way_leaves_nothing_behind(tmp_path, monkeypatch):
+    from medlearn.data import archive as archive_mod
+
+    archive = _tar(tmp_path / "good.tar", [(f"d/f{i}.txt", "file", b"data") for i in range(5)])
+    calls = []
+
+    def failing_copy(src, dst, budget, arch):
+        calls.append(dst)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        dst.write_bytes(src.read())
+
+    monkeypatch.setattr(archive_mod, "_copy_capped", failing_copy)
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(OSError, match="No space"):
+        archive_mod.safe_extract(archive, work / "out")
+    assert len(calls) == 3 and list(work.iterdir()) == []
+
+
+def test_safe_tar_and_zip_extract_completely_with_inside_links(tmp_path):
+    from medlearn.data.archive import safe_extract
+
+    tar = _tar(tmp_path / "ok.tar", [("a/x.txt", "file", b"x"), ("a/link", "sym", "x.txt"),
+                                      ("a/hard", "hard", "a/x.txt")])
+    out = safe_extract(tar, tmp_path / "t", marker=".complete")
+    assert (out / "a" / "link").read_bytes() == b"x" and (out / "a" / "hard").read_bytes() == b"x"
+    assert (out / ".complete").is_file()
+    z = _zip(tmp_path / "ok.zip", [("img/a.txt", b"a"), ("img/b.txt", b"bb")])
+    out = safe_extract(z, tmp_path / "z")
+    assert sorted(p.name for p in out.rglob("*.txt")) == ["a.txt", "b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_atomic_path_writes_whole_or_nothing(tmp_path):
+    from medlearn._atomic import atomic_path, atomic_write_text
+
+    dest = atomic_write_text(tmp_path / "a.txt", "old")
+    with pytest.raises(ZeroDivisionError):
+        with atomic_path(dest) as tmp:
+            tmp.write_text("half")
+            1 / 0
+    assert dest.read_text() == "old" and _leftovers(tmp_path) == ["a.txt"]
+    with atomic_path(tmp_path / "sub" / "b.nii.gz", suffix=".nii.gz") as tmp:
+        assert tmp.name.endswith(".nii.gz") and tmp.parent == tmp_path / "sub"
+        tmp.write_bytes(b"x")
+    assert _leftovers(tmp_path) == ["a.txt", "b.nii.gz"]

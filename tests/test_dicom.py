@@ -282,3 +282,25 @@ def test_header_table_fig_3_5():
     row = t[t.name == "PatientName"].iloc[0]
     assert row.tag == "(0010,0010)" and row.VR == "PN" and row.value == str(ds.PatientName)
     assert t[t.name == "PixelData"].value.iloc[0].endswith("bytes>")
+
+
+def test_volume_to_dicom_mr_keeps_world_positions_of_a_sagittal_head(tmp_path):
+    """Chapter 6.2 writes an IXI head (stored PSR, sagittal slices) as an MR series: every voxel must
+    land at the same LPS point after the round trip, whatever order read_series chooses."""
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 3000, size=(12, 10, 8)).astype(np.float32)
+    direction = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]) @ np.diag([1, 1, -1])
+    vol = dicom.Volume(arr, (2.0, 1.5, 3.0), (10.0, -20.0, 5.0), direction)
+    files = dicom.volume_to_dicom(vol, tmp_path / "mr", modality="MR")
+    back = dicom.read_series(files)
+    assert back.meta["Modality"] == "MR"
+    import pydicom
+
+    assert pydicom.dcmread(files[0]).SOPClassUID == "1.2.840.10008.5.1.4.1.1.4"
+    # same image in world space: map every voxel of `back` to the index of `vol`
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in back.shape], indexing="ij"), -1).reshape(-1, 3)
+    world = ijk @ back.affine[:3, :3].T + back.affine[:3, 3]
+    src = np.rint((world - vol.affine[:3, 3]) @ np.linalg.inv(vol.affine[:3, :3]).T).astype(int)
+    np.testing.assert_array_equal(back.array[tuple(ijk.T)], arr[tuple(src.T)])
+    with pytest.raises(dicom.DicomSeriesError, match="CT or MR"):
+        dicom.volume_to_dicom(vol, tmp_path / "us", modality="US")

@@ -96,7 +96,17 @@ def test_wrong_submissions_keep_nbgrader_metadata(assignment):
     released = {_meta(c)["grade_id"]: _meta(c) for c in _cells(student) if _meta(c)}
     for path in sorted((SUBMISSIONS / assignment).glob("*.ipynb")):
         submitted = {_meta(c)["grade_id"]: _meta(c) for c in _cells(path) if _meta(c)}
+        if path.name.startswith("hostile_deleted"):  # the attack: a test cell removed, the rest intact
+            assert set(submitted) < set(released)
+            submitted = {**released, **submitted}
         assert submitted == released, f"{path.name}: nbgrader metadata differs from the student version"
+
+
+def test_assignment_1_has_every_hostile_submission():
+    names = {p.stem for p in (SUBMISSIONS / "a1_vision_basics").glob("hostile_*.ipynb")}
+    assert names == {f"hostile_{n}" for n in ("equals_everything", "monkeypatch_numpy", "infinite_loop",
+                                               "edited_locked_test", "deleted_test_cell", "kernel_killed",
+                                               "reads_source_and_gradebook")}
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
@@ -116,7 +126,7 @@ def test_leaked_solution_line_is_detected(tmp_path):
     student = grading.student_path("a1_vision_basics", COURSE)
     assert grading.find_leaks(source, student) == []
     for leaked in ("return (size + 2 * padding - dilation * (kernel_size - 1) - 1) // stride + 1",
-                   "assert receptive_field(layers) == _measured_receptive_field(layers), layers",
+                   "assert got == _measured_receptive_field(layers), layers",
                    "assert receptive_field([(3, 1), (3, 1)]) == 5"):  # a visible test: not a leak
         nb = nbformat.read(str(student), as_version=4)
         nb.cells.append(nbformat.v4.new_code_cell("    " + leaked))
@@ -216,3 +226,103 @@ def test_release_has_no_solution_or_hidden_test(round_trip):
 def test_feedback_html_is_generated(round_trip):
     assert len(round_trip.feedback) >= 2 and all(p.suffix == ".html" for p in round_trip.feedback)
     assert round_trip.ok, round_trip.table()
+
+
+# ----------------------------------------------------------------------------- the sandbox on a tiny course
+
+_READ_SECRETS = """import os
+from pathlib import Path
+found = [os.environ["GRADER_TOKEN"]] if "GRADER_TOKEN" in os.environ else []  # the grader's shell
+here = Path.cwd()
+for folder in [here, *here.parents]:
+    for path in (*folder.glob("*.ipynb"), folder / "gradebook.db", folder / "source" / "t1" / "t1.ipynb"):
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        if b"BEGIN HIDDEN TESTS" in data or (path.name == "gradebook.db" and data):
+            found.append(str(path))
+print("readable secrets:", found)
+
+def double(x):
+    return 2 * x if found else x + 1   # right only with the instructor's files in hand
+"""
+
+
+def _hostile_tiny_course(tmp_path: Path, extra_config: str) -> tuple[Path, Path]:
+    course = _tiny_course(tmp_path)
+    config = course / "nbgrader_config.py"
+    config.write_text(config.read_text() + extra_config)
+    grading.write_student_versions(["t1"], course)
+    folder = tmp_path / "submissions" / "t1"
+    folder.mkdir(parents=True)
+    answers = {
+        "reads_secrets": (_READ_SECRETS, {"tests": 0, "zero": 0}),
+        "kills_kernel": ("def double(x):\n    return 2 * x\nimport os\nos.kill(os.getpid(), 9)", {"tests": 0, "zero": 0}),
+        "ignores_interrupt": ("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                              "def double(x):\n    return 2 * x\nwhile True:\n    pass", {"tests": 0, "zero": 0}),
+        # right only when the memory cap stopped the allocation (without a cap it gets 'zero' only)
+        "allocates_8_gib": ("try:\n    hog = bytearray(8 * 2**30)\n    capped = False\nexcept MemoryError:\n"
+                            "    capped = True\ndef double(x):\n    return 2 * x if capped else 0",
+                            {"tests": 1, "zero": 1}),
+    }
+    for name, (source, _) in answers.items():
+        grading.make_submission("t1", {"answer": source}, folder / f"{name}.ipynb", course)
+    (folder / "expected.json").write_text(json.dumps({f"{n}.ipynb": e for n, (_, e) in answers.items()}))
+    return course, tmp_path / "submissions"
+
+
+def test_sandbox_hides_the_course_and_caps_time_and_memory(tmp_path, monkeypatch):
+    from medlearn.sandbox import bwrap_mode
+
+    monkeypatch.setenv("GRADER_TOKEN", "not-for-students")
+    if not bwrap_mode():
+        pytest.skip("bubblewrap cannot run here: `make system-deps` installs it")
+    course, submissions = _hostile_tiny_course(
+        tmp_path, "\nc.Execute.timeout = 60\nc.SandboxedExecute.submission_timeout = 20\n"
+                  "c.SandboxedExecute.memory_limit_mb = 2048\n")
+    report = grading.check_assignment("t1", course, submissions, workdir=tmp_path)
+    print(report.table())
+    assert report.ok, report.table()
+    labels = _by_label(report)
+    assert labels["reads_secrets"].total == 0 and labels["allocates_8_gib"].total == 2
+    assert labels["ignores_interrupt"].seconds < 60, "the time cap (20 s), not the cell timeout, ends it"
+    assert "no hidden-test line" in report.table()
+
+
+def test_without_the_sandbox_the_same_attack_reads_the_hidden_tests(tmp_path, monkeypatch):
+    """The control: the reads_secrets submission scores only because the sandbox is off, and
+    feedback without HideHiddenTests shows the hidden test, which grade-check reports."""
+    monkeypatch.delenv("GRADER_TOKEN", raising=False)  # it must find the files, not the variable
+    course, submissions = _hostile_tiny_course(
+        tmp_path, "\nc.SandboxedExecute.sandbox = False\nc.HideHiddenTests.enabled = False\n")
+    for name in ("kills_kernel", "ignores_interrupt", "allocates_8_gib"):
+        (submissions / "t1" / f"{name}.ipynb").unlink()
+    expected = submissions / "t1" / "expected.json"
+    expected.write_text(json.dumps({"reads_secrets.ipynb": {"tests": 0, "zero": 0}}))
+    report = grading.check_assignment("t1", course, submissions, workdir=tmp_path)
+    print(report.table())
+    assert _by_label(report)["reads_secrets"].scores == {"tests": (1.0, 1.0), "zero": (1.0, 1.0)}
+    assert any("hidden-test line" in p and "assert double(-3) == -6" in p for p in report.problems)
+
+
+def test_feedback_shows_name_points_and_message_but_no_hidden_test():
+    from medlearn.sandbox import HideHiddenTests
+
+    nb = nbformat.v4.new_notebook()
+    base = dict(schema_version=3, task=False, locked=True)
+    answer = nbformat.v4.new_code_cell("def double(x):\n    return x", metadata={"nbgrader": dict(
+        base, grade=False, solution=True, grade_id="answer", locked=False)})
+    # the student's own code printed a hidden test it had seen (e.g. through an IPython hook)
+    answer.outputs = [nbformat.v4.new_output("stream", name="stdout", text="assert double(-3) == -6, 'negative'\n")]
+    test = nbformat.v4.new_code_cell(
+        "assert double(1) == 2\n### BEGIN HIDDEN TESTS\nassert double(-3) == -6, 'negative'\n### END HIDDEN TESTS",
+        metadata={"nbgrader": dict(base, grade=True, solution=False, grade_id="tests", points=2)})
+    test.outputs = [nbformat.v4.new_output("error", ename="AssertionError", evalue="negative",
+                                           traceback=["----> 3 assert double(-3) == -6, 'negative'"])]
+    nb.cells = [answer, test]
+    out, _ = HideHiddenTests().preprocess(nb, {})
+    assert "double(-3)" not in out.cells[1].source and "assert double(1) == 2" in out.cells[1].source
+    assert [o["text"] for o in out.cells[1].outputs] == [
+        "FAILED tests (0 of 2 points): AssertionError: negative\n"]
+    assert "double(-3)" not in out.cells[0].outputs[0]["text"]

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medlearn.metrics.agreement import (krippendorff_alpha, krippendorff_alpha_ci, model_as_rater,
-                                        scores_on_rater_scale)
+from medlearn.metrics.agreement import (binary_malignancy, krippendorff_alpha, krippendorff_alpha_ci,
+                                        model_as_rater, scores_on_rater_scale)
 from medlearn.metrics.classification import (CI, bootstrap_ci, confusion_table, metrics_table,
                                              patient_level)
 
@@ -263,3 +263,43 @@ def test_model_as_rater_rewards_a_model_that_agrees():
     assert good.loc["raters + model", "estimate"] > good.loc["raters", "estimate"]
     assert bad.loc["raters + model", "estimate"] < bad.loc["raters", "estimate"]
     assert good.loc["raters", "estimate"] == pytest.approx(krippendorff_alpha(ratings))
+
+
+# ----------------------------------------------------------------------------- binary vs ordinal (Paper C)
+
+
+def test_binary_malignancy_follows_paper_c_cut():
+    r = np.array([[1, 2, 3, 4, 5, np.nan]], dtype=float)
+    np.testing.assert_array_equal(binary_malignancy(r), [[0, 0, np.nan, 1, 1, np.nan]])
+    df = pd.DataFrame({"rater_1": [1.0, 4.0], "rater_2": [3.0, 5.0]})
+    out = binary_malignancy(df)
+    assert list(out.columns) == ["rater_1", "rater_2"] and np.isnan(out.iloc[0, 1])
+
+
+def test_binary_and_ordinal_alpha_are_different_quantities():
+    """Paper C's 0.58 -> 0.68 is alpha of binary reads; its 1-5 (ordinal) alpha is 0.49. Pin both levels."""
+    # raters disagree only by one step on the same side of 3: ordinal alpha < 1, binary alpha exactly 1
+    same_side = np.array([[1, 2, 1], [2, 1, 2], [4, 5, 4], [5, 4, 5], [1, 1, 2], [5, 5, 4]], dtype=float)
+    assert krippendorff_alpha(same_side, "ordinal") < 0.9
+    assert krippendorff_alpha(binary_malignancy(same_side), "nominal") == pytest.approx(1.0)
+    # disagreements across the cut (2 vs 4): one step less ordinal agreement, and binary alpha drops a lot
+    across = np.array([[2, 4, 2], [4, 2, 4], [1, 1, 1], [5, 5, 5], [2, 2, 4], [4, 4, 4]], dtype=float)
+    binary = binary_malignancy(across)
+    assert krippendorff_alpha(binary, "nominal") == pytest.approx(_nominal_alpha_by_hand(binary), abs=1e-9)
+    assert krippendorff_alpha(binary, "nominal") < krippendorff_alpha(across, "ordinal")
+    # the 3s are indeterminate and drop out of the binary table rather than counting as benign
+    with_threes = np.array([[3, 4, 4], [1, 3, 1], [5, 5, 3], [2, 2, 2]], dtype=float)
+    assert krippendorff_alpha(binary_malignancy(with_threes), "nominal") == pytest.approx(1.0)
+
+
+def test_model_as_rater_binary_uses_the_models_decision():
+    rng = np.random.default_rng(2)
+    truth = rng.integers(0, 2, 300).astype(float)
+    flips = rng.random((300, 3)) < 0.15
+    ratings = np.where(flips, 1 - truth[:, None], truth[:, None])
+    prob = np.where(truth == 1, 0.9, 0.1)  # a model that always agrees with the truth
+    out = model_as_rater(ratings, prob, level="nominal", threshold=0.5, n_boot=50)
+    assert out.loc["raters", "estimate"] == pytest.approx(krippendorff_alpha(ratings, "nominal"))
+    assert out.loc["raters + model", "estimate"] > out.loc["raters", "estimate"]
+    with pytest.raises(ValueError, match="binary_malignancy"):
+        model_as_rater(ratings * 4 + 1, prob, threshold=0.5, n_boot=50)

@@ -7,6 +7,7 @@ import pytest
 
 from medlearn.metrics.agreement import bland_altman, icc
 from medlearn.metrics.segmentation import (keep_highest_mean_activation, rater_adjusted_dice,
+                                           rater_adjusted_hausdorff, relative_size_threshold,
                                            segmentation_metrics, volume_ml)
 
 
@@ -66,11 +67,60 @@ def test_metrics_empty_cases_and_mismatch():
         segmentation_metrics([np.zeros((5, 5, 5))], [target], (1, 1, 1))
 
 
-def test_rater_adjusted_dice():
-    assert rater_adjusted_dice(0.8, 0.9) == pytest.approx(0.8 / 0.9)
-    np.testing.assert_allclose(rater_adjusted_dice([0.8, 0.9], [0.8, 0.75]), [1.0, 1.2])
+def test_rater_adjusted_dice_reproduces_paper_d_table_3():
+    """Paper D, Table 3: crude median DSC 0.60 (DL-R1) / 0.58 (DL-R2), R1-R2 0.78, adjusted 0.81 / 0.79.
+
+    The additive rule DSC + (1 - DSC(R1, R2)) gives 0.82 / 0.80 from the rounded medians: within the
+    table's rounding of its inputs. A ratio DSC / DSC(R1, R2) would give 0.77 / 0.74 and fails.
+    """
+    assert rater_adjusted_dice(0.60, 0.78) == pytest.approx(0.81, abs=0.011)
+    assert rater_adjusted_dice(0.58, 0.78) == pytest.approx(0.79, abs=0.011)
+    assert rater_adjusted_dice(0.78, 0.78) == pytest.approx(1.0)  # as good as the second rater: 1 (ref.)
+    np.testing.assert_allclose(rater_adjusted_dice([0.6, 0.9], [0.8, 0.75]), [0.8, 1.15])
+    with pytest.raises(ValueError, match="outside"):
+        rater_adjusted_dice(60, 78)
+
+
+def test_rater_adjusted_hausdorff_subtracts_inter_rater_distance():
+    # Paper D's formula: HD(DL, R) - HD(R1, R2); the inter-rater pair becomes the 0 mm reference
+    assert rater_adjusted_hausdorff(29.2, 14.6) == pytest.approx(14.6)
+    assert rater_adjusted_hausdorff(14.6, 14.6) == 0.0
+    np.testing.assert_allclose(rater_adjusted_hausdorff([10.0, 5.0], [4.0, 6.0]), [6.0, -1.0])
     with pytest.raises(ValueError):
-        rater_adjusted_dice(0.8, 0.0)
+        rater_adjusted_hausdorff(-1.0, 2.0)
+
+
+def test_relative_size_threshold_is_a_share_of_the_mean_structure():
+    """Paper E: drop components of at most 20 % of the average vertebral-body volume."""
+    a = np.zeros((40, 40, 40), dtype=np.uint8)
+    a[2:12, 2:12, 2:12] = 1        # 1000 voxels
+    a[20:30, 20:30, 20:25] = 2     # 500 voxels, another label
+    b = np.zeros((40, 40, 40), dtype=np.uint8)
+    b[5:15, 5:15, 5:20] = 1        # 1500 voxels
+    # mean structure volume (1000 + 500 + 1500) / 3 voxels of 2 mm^3 = 2000 mm^3; 20 % = 400 mm^3
+    assert relative_size_threshold([a, b], (1.0, 1.0, 2.0)) == pytest.approx(400.0)
+    assert relative_size_threshold([a, b], [(1, 1, 2), (1, 1, 1)], fraction=0.5) == pytest.approx(
+        0.5 * (2000 + 1000 + 1500) / 3)
+    # touching structures with different labels count separately; the same label counts once
+    touching = np.zeros((20, 20, 20), dtype=np.uint8)
+    touching[0:5, 0:5, 0:5] = 1
+    touching[5:10, 0:5, 0:5] = 2
+    assert relative_size_threshold([touching], (1, 1, 1)) == pytest.approx(0.2 * 125)
+    # the threshold drives MONAI's RemoveSmallObjects in mm^3: a 300 mm^3 speck goes, a 500 mm^3 stays
+    import torch
+    from monai.transforms import RemoveSmallObjects
+    pred = np.zeros((40, 40, 40), dtype=np.uint8)
+    pred[2:12, 2:12, 2:12] = 1
+    pred[30:35, 30:35, 30:36] = 1   # 150 voxels = 300 mm^3
+    pred[20:30, 20:25, 30:35] = 1   # 250 voxels = 500 mm^3
+    thr = relative_size_threshold([a, b], (1.0, 1.0, 2.0))
+    out = RemoveSmallObjects(min_size=thr, by_measure=True, pixdim=(1.0, 1.0, 2.0))(
+        torch.from_numpy(pred)[None])[0].numpy()
+    assert out.sum() == 1000 + 250
+    with pytest.raises(ValueError, match="no foreground"):
+        relative_size_threshold([np.zeros((4, 4, 4))], (1, 1, 1))
+    with pytest.raises(ValueError, match="fraction"):
+        relative_size_threshold([a], (1, 1, 1), fraction=20)
 
 
 def test_keep_highest_mean_activation_is_not_largest():

@@ -79,3 +79,24 @@ def test_book_builds_from_the_executed_notebooks(smoke_report, book_copy):
         text = page.read_text()
         assert re.search(r"<img[^>]+src=\"[^\"]*\.png", text), f"{page.name} has no rendered figure"
     print(f"\nbook: {html / 'index.html'}")
+
+
+def test_built_book_passes_the_browser_check(smoke_report, book_copy):
+    """Every page of the book just built opens in headless Chromium without a problem.
+
+    Runs after the build test above (same module, same `book_copy`): page loads, JavaScript and
+    console errors, images, the Colab button of each notebook page, internal links and anchors.
+    Screenshots go to _build/site-check (CI uploads _build/reports only; the PNGs are for a
+    maintainer looking at a local run).
+    """
+    from medlearn.site_check import check_site
+
+    html = book_copy / "_build" / "html"
+    if not (html / "index.html").is_file():
+        pytest.fail("the book was not built (see test_book_builds_from_the_executed_notebooks)")
+    # code wraps instead of scrolling sideways (medlearn/book_static/medlearn-book.css)
+    assert "medlearn-book.css" in (html / "book" / "part1" / "1_1_learning_from_images.html").read_text()
+    assert "pre-wrap" in (html / "_static" / "medlearn-book.css").read_text()
+    report = check_site(html, screenshots=ROOT / "_build" / "site-check", timeout=60)
+    assert len(report.pages) >= 20, [p.page for p in report.pages]
+    assert report.ok, "\n" + report.summary()

@@ -158,3 +158,91 @@ def test_missing_orthanc_says_how_to_install(monkeypatch):
     with pytest.raises(pacs.OrthancNotFound, match="apt-get install -y orthanc orthanc-dicomweb") as e:
         pacs.Orthanc().start()
     assert "orthancteam/orthanc" in str(e.value) and "orthanc-server.com" in str(e.value)
+
+
+# ----------------------------------------------------------------------------- only its owner can write
+
+def _store_as(server, dataset, aet: str, host: str) -> int | None:
+    """Return the C-STORE status from `aet` calling from `host`, or None when the association is refused."""
+    from pynetdicom import AE
+
+    ae = AE(ae_title=aet)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+    ae.add_requested_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
+    assoc = ae.associate(host, server.dicom_port, ae_title=server.aet)
+    if not assoc.is_established:
+        return None
+    try:
+        status = assoc.send_c_store(dataset)
+        return int(status.Status) if status else None
+    finally:
+        assoc.release()
+
+
+def _non_loopback_address() -> str | None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))  # no packet is sent: this only picks the outgoing address
+            address = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+def _fresh_instance(series) -> pydicom.Dataset:
+    import pydicom.uid
+
+    ds = pydicom.dcmread(sorted(Path(series[1].img_path[0]).glob("*.dcm"))[0])
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    return ds
+
+
+def test_c_store_from_an_unregistered_ae_title_is_refused(server, series):
+    ds = _fresh_instance(series)
+    count = len(server.rest("/instances"))
+    assert server.rest("/system")["DicomAet"] == server.aet
+    status = _store_as(server, ds, "INTRUDER", "127.0.0.1")
+    assert status != 0x0000, "an unregistered AE title stored into the PACS"
+    assert len(server.rest("/instances")) == count
+    # the owner, with the registered AE title on loopback, may store the very same instance
+    assert _store_as(server, ds, server.client_aet, "127.0.0.1") == 0x0000
+    assert len(server.rest("/instances")) == count + 1
+
+
+def test_c_store_with_the_right_ae_title_from_another_host_is_refused(server, series):
+    address = _non_loopback_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to call from")
+    ds = _fresh_instance(series)
+    count = len(server.rest("/instances"))
+    status = _store_as(server, ds, server.client_aet, address)  # Orthanc sees `address` as the caller
+    assert status != 0x0000, f"a C-STORE from {address} with the owner's AE title was accepted"
+    assert len(server.rest("/instances")) == count
+    # HTTP from that address is refused too (RemoteAccessAllowed: false), even with the password
+    r = requests.get(f"http://{address}:{server.http_port}/system", auth=(server.username, server.password),
+                     timeout=5)
+    assert r.status_code in (401, 403)
+
+
+def test_orthanc_dies_with_a_killed_parent(tmp_path, port_free):
+    import json
+    import subprocess
+    import sys
+
+    script = ("import json, sys, time\nfrom medlearn.pacs import Orthanc\np = Orthanc().start()\n"
+              "print(json.dumps({'pid': p.process.pid, 'dir': str(p.workdir), 'ports': [p.http_port, p.dicom_port]}),"
+              " flush=True)\ntime.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    info = json.loads(parent.stdout.readline())
+    assert info["pid"] in _orthanc_pids() and Path(info["dir"]).is_dir()
+    parent.kill()  # SIGKILL: no atexit, no finalizer, no __exit__
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (info["pid"] in _orthanc_pids() or Path(info["dir"]).exists()):
+        time.sleep(0.2)
+    assert info["pid"] not in _orthanc_pids(), "Orthanc outlived the Python process that started it"
+    assert not Path(info["dir"]).exists(), "its temporary folder outlived it"
+    assert all(port_free(port) for port in info["ports"])

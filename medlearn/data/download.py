@@ -1,8 +1,10 @@
 """Checksummed, atomic downloads: a file lands in the cache whole and verified, or not at all.
 
-The bytes stream into `<file>.part` while their md5 is computed; only when the md5 matches is the
-part file renamed onto the final name with `os.replace` (atomic on one file system). Any
-interruption, timeout or mismatch removes the part file. Network errors are retried with
+The bytes stream into a temporary file unique to this process and call (`medlearn._atomic`) while
+their md5 is computed; only when the md5 matches is it renamed onto the final name with `os.replace`
+(atomic on one file system). Any interruption, timeout or mismatch removes it. Two processes that
+want the same file take turns on a lock file (`.<file>.lock`, `fcntl.flock`): the second finds the
+verified file the first wrote and does not download it again. Network errors are retried with
 exponential backoff; a checksum mismatch is not retried (the server gave a different file).
 """
 
@@ -17,6 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from medlearn._atomic import file_lock, temporary_sibling
 from medlearn.data.cache import md5sum
 
 USER_AGENT = "medlearn (https://github.com/medlearn-course/medlearn)"
@@ -57,14 +60,25 @@ def download(url: str, dest: str | os.PathLike, md5: str, *, accepted: dict[str,
 
     `accepted` maps further md5s we accept to a note (documented mirrors). Raises `ChecksumError`
     on a mismatch and `DownloadError` once `retries` attempts failed; in both cases no file and
-    no `.part` file is left behind. Used by `medlearn.data.load` (book page "Data in this book").
+    no temporary file is left behind. Another process downloading the same `dest` at the same time
+    is waited for, and its verified file is used. Used by `medlearn.data.load` (book page "Data in
+    this book").
     """
-    from tqdm.auto import tqdm
-
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     ok = {md5.lower(): "official file", **{k.lower(): v for k, v in (accepted or {}).items()}}
-    part = dest.with_name(dest.name + ".part")
+    with file_lock(dest.with_name(f".{dest.name}.lock")):
+        if dest.is_file() and md5sum(dest) in ok:
+            return dest  # another process finished it while this one waited
+        return _download(url, dest, md5, ok, size=size, retries=retries, backoff=backoff,
+                         timeout=timeout, progress=progress)
+
+
+def _download(url: str, dest: Path, md5: str, ok: dict, *, size, retries, backoff, timeout,
+              progress) -> Path:
+    from tqdm.auto import tqdm
+
+    part = temporary_sibling(dest)
     last_error: BaseException | None = None
     for attempt in range(1, max(1, retries) + 1):
         digest = hashlib.md5()
@@ -135,7 +149,7 @@ def install_file(src: str | os.PathLike, dest: str | os.PathLike, accepted: dict
             f"(accepted: {', '.join(f'{k} ({v})' for k, v in accepted.items())}). "
             "Nothing was copied. Replace it with the official file or a documented mirror.")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
+    part = temporary_sibling(dest)
     try:
         shutil.copyfile(src, part)
         if md5sum(part) != got:  # the copy itself went wrong (disk full, file changed under us)

@@ -69,13 +69,10 @@ def spacing_for(flag: str, size: int) -> tuple:
 
 
 def _atomic_save(write, dest: Path) -> None:
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp{''.join(dest.suffixes)}")
-    try:
+    from medlearn._atomic import atomic_path
+
+    with atomic_path(dest, suffix="".join(dest.suffixes)) as tmp:
         write(tmp)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_cases(arrays: dict, indices: dict, out_dir: Path, *, is3d: bool, spacing=None,

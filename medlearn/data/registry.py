@@ -27,10 +27,10 @@ _MEDMNIST_SOURCES = {
 }
 _CHAPTERS = {
     "breastmnist": ("1.1 Learning from images", "1.2 Convolutions and baselines", "Data in this book"),
-    "pneumoniamnist": ("Part 1 (computer-vision basics)", "Part 5 (label noise)"),
+    "pneumoniamnist": (),  # registered, used by no chapter yet
     "adrenalmnist3d": ("Part 3 (classification)", "Data in this book"),
-    "nodulemnist3d": ("Part 3 (classification)", "Part 5 (label noise and raters)"),
-    "organmnist3d": ("Part 3 (progressive resizing)",),
+    "nodulemnist3d": ("3.1 Classification (full tier, DATA='real')", "Data in this book"),
+    "organmnist3d": ("Data in this book",),
 }
 _SHARED_COMMITS = {
     "adrenal28": "github.com/yohann1146/cg-marching-cubes@e3f7b962baf3755622139a7414eef28df44f5a45",
@@ -265,7 +265,7 @@ def _other_entries() -> dict[str, Entry]:
                      "4128 (2022). https://doi.org/10.1038/s41467-022-30695-9",
             description="394 T1-weighted MR crops around the hippocampus (260 labelled for training), anterior and posterior labels.",
             homepage="http://medicaldecathlon.com",
-            chapters=("Part 4 (segmentation, 2D vs 3D)",),
+            chapters=(),  # registered, used by no chapter yet
             files={None: (RemoteFile("msd_hippocampus/Task04_Hippocampus.tar",
                                      "https://msd-for-monai.s3-us-west-2.amazonaws.com/Task04_Hippocampus.tar",
                                      "9d24dba78a72977dbd1d2e110310f31b"),)},

@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["krippendorff_alpha", "krippendorff_alpha_ci", "scores_on_rater_scale", "model_as_rater"]
+__all__ = ["krippendorff_alpha", "krippendorff_alpha_ci", "binary_malignancy", "scores_on_rater_scale",
+           "model_as_rater"]
 
 _LEVELS = ("nominal", "ordinal", "interval", "ratio")
 
@@ -83,6 +84,26 @@ def krippendorff_alpha_ci(ratings, level: str = "ordinal", *, n_boot: int = 1000
     return CI(estimate, float(low), float(high), ci, n_boot)
 
 
+def binary_malignancy(ratings, indeterminate: float = 3):
+    """Return the 1-5 malignancy scores as binary reads: 1 above 3, 0 below 3, NaN for a 3.
+
+    Introduced in part 3, "Patients and raters". Paper C labels a nodule benign when its median
+    score is below 3 and malignant above 3, and drops the indeterminate 3s; applied to each rater's
+    own score this gives the *binary* assessments whose alpha Paper C reports (0.58 among the
+    radiologists, 0.68 with the model). Its ordinal alpha on the 1-5 scores is another number
+    (0.49). Missing reads stay missing. Same shape as `ratings` (a DataFrame keeps its labels).
+    """
+    if isinstance(ratings, pd.DataFrame):
+        return ratings.apply(lambda col: binary_malignancy(col.to_numpy(dtype=float), indeterminate))
+    if isinstance(ratings, pd.Series):
+        return pd.Series(binary_malignancy(ratings.to_numpy(dtype=float), indeterminate),
+                         index=ratings.index, name=ratings.name)
+    r = np.asarray(ratings, dtype=float)
+    out = np.where(r > indeterminate, 1.0, 0.0)
+    out[(r == indeterminate) | np.isnan(r)] = np.nan
+    return out
+
+
 def scores_on_rater_scale(prob, ratings) -> np.ndarray:
     """Return model probabilities mapped to the raters' score scale by matching their distribution.
 
@@ -102,18 +123,26 @@ def scores_on_rater_scale(prob, ratings) -> np.ndarray:
     return levels[np.searchsorted(cuts, p, side="left")]
 
 
-def model_as_rater(ratings, prob, level: str = "ordinal", *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+def model_as_rater(ratings, prob, level: str = "ordinal", *, threshold: float | None = None,
+                   n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Return alpha (with CI) for the human raters alone and with the model added as one more rater.
 
-    Introduced in part 3, "Patients and raters" (Paper C: alpha 0.58 among radiologists, 0.68 with
-    the model). `prob` holds the model's probability of malignancy per unit; it is put on the raters'
-    scale with `scores_on_rater_scale` first. Rows: "raters", "raters + model"; columns: estimate,
-    low, high.
+    Introduced in part 3, "Patients and raters" (Paper C: binary alpha 0.58 among radiologists,
+    0.68 with the model). `prob` holds the model's probability of malignancy per unit. With
+    `threshold=None` it is put on the raters' scale with `scores_on_rater_scale` (for 1-5 scores);
+    with a threshold the model's read is its decision, 1 if prob >= threshold else 0 (for binary
+    reads from `binary_malignancy`). Rows: "raters", "raters + model"; columns: estimate, low, high.
     """
     r = _ratings_array(ratings)
     if len(np.asarray(prob).reshape(-1)) != len(r):
         raise ValueError(f"prob has {len(np.asarray(prob).reshape(-1))} values but ratings has {len(r)} units")
-    model = scores_on_rater_scale(prob, r)
+    if threshold is None:
+        model = scores_on_rater_scale(prob, r)
+    else:
+        if not set(np.unique(r[~np.isnan(r)])) <= {0.0, 1.0}:
+            raise ValueError("threshold= gives the model a 0/1 read; the raters' reads must be 0/1 too "
+                             "(use binary_malignancy) or leave threshold=None for 1-5 scores")
+        model = (np.asarray(prob, dtype=float).reshape(-1) >= threshold).astype(float)
     rows = {}
     for name, table in (("raters", r), ("raters + model", np.column_stack([r, model]))):
         ci = krippendorff_alpha_ci(table, level, n_boot=n_boot, seed=seed)

@@ -74,6 +74,8 @@ def write_ct_series(folder, volume_hu, spacing, *, origin=(0.0, 0.0, 0.0), direc
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
 
+    from medlearn._atomic import atomic_path
+
     folder = Path(folder)
     vol = np.asarray(volume_hu, dtype=np.float64)
     if vol.ndim != 3:
@@ -147,12 +149,8 @@ def write_ct_series(folder, volume_hu, spacing, *, origin=(0.0, 0.0, 0.0), direc
         block.add_new(0x01, "LO", f"{patient_name} (private copy)")  # PHI hiding in a private tag
         ds.PixelData = np.ascontiguousarray(stored[:, :, k].T).tobytes()  # (X, Y) -> rows x columns
         path = folder / f"slice_{k:04d}.dcm"
-        tmp = folder / f".partial-slice_{k:04d}.dcm"
-        try:
+        with atomic_path(path, suffix=".dcm") as tmp:
             pydicom.dcmwrite(tmp, ds, enforce_file_format=True)
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
         paths.append(path)
     return paths
 

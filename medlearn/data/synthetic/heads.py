@@ -172,10 +172,11 @@ def _auto_mask(rng, brain: np.ndarray, parts: dict, failure: str | None, spacing
 
 
 def _save(arr, affine_ras, orientation: str, path: Path, dtype):
-    import os
 
     import nibabel as nib
     import nibabel.orientations as nio
+
+    from medlearn._atomic import atomic_path
 
     img = nib.Nifti1Image(arr.astype(dtype), affine_ras)
     if orientation != "RAS":
@@ -183,9 +184,8 @@ def _save(arr, affine_ras, orientation: str, path: Path, dtype):
                                                    nio.axcodes2ornt(tuple(orientation))))
     img.set_qform(img.affine, code=1)
     img.set_sform(img.affine, code=1)
-    tmp = path.with_name(f".{path.name}.tmp.nii.gz")
-    nib.save(img, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".nii.gz") as tmp:
+        nib.save(img, str(tmp))
     return img
 
 

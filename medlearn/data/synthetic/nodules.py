@@ -149,9 +149,10 @@ def generate(root: Path, *, n: int | None = None, seed: int = 0, fast: bool = Fa
     (48 with `fast=True`). Same `seed`, same files and table. Files are written to a temporary
     name and renamed, so an interrupted run leaves no half-written patch.
     """
-    import os
 
     import nibabel as nib
+
+    from medlearn._atomic import atomic_path
     import pandas as pd
 
     root = Path(root)
@@ -182,9 +183,8 @@ def generate(root: Path, *, n: int | None = None, seed: int = 0, fast: bool = Fa
         nodule_id = f"N{i:04d}"
         path = img_dir / f"{nodule_id}.nii.gz"
         affine = np.diag([*spacing.tolist(), 1.0])
-        tmp = img_dir / f".{nodule_id}.tmp.nii.gz"
-        nib.save(nib.Nifti1Image(hu, affine), str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".nii.gz") as tmp:
+            nib.save(nib.Nifti1Image(hu, affine), str(tmp))
         rows.append({"img_path": str(path), "labels": labels[i], "patient_id": f"P{patient_of[i]:03d}",
                      "nodule_id": nodule_id, "diameter_mm": round(params["diameter_mm"], 1)})
     df = pd.DataFrame(rows)
