@@ -135,6 +135,11 @@ class SandboxedKernelManager(AsyncKernelManager):
         # Only what a notebook needs: no tokens or passwords of the grader's shell reach student code.
         env = dict(kw.get("env") or os.environ)
         kw["env"] = {k: v for k, v in env.items() if k in _ENV_KEPT or k.startswith("MEDLEARN_")}
+        # The grader's data cache, named explicitly: with HOME=/tmp the kernel would otherwise look
+        # in an empty cache and `load("auto")` would quietly fall back to a stand-in.
+        from medlearn.data.cache import cache_dir
+
+        kw["env"]["MEDLEARN_DATA"] = str(cache_dir())
         return prefix + cmd, kw
 
 

@@ -102,3 +102,36 @@ def test_a_tampered_shared_copy_is_refused_by_seeding(tmp_path, shared_data):
     with pytest.raises(ChecksumError):
         seed_cache(src, cache=tmp_path / "cache", verbose=False)
     assert not (tmp_path / "cache" / "multirater_liver" / "Patient01Homo_Rad02.mha").exists()
+
+
+def test_a_read_only_cache_serves_real_data_and_writes_derived_files_elsewhere(tmp_path, shared_data,
+                                                                               monkeypatch):
+    """In the grading sandbox the cache is read-only: real data still load (never a stand-in), and
+    the files derived from them (one NIfTI per MedMNIST case, generated stand-ins) go to a private
+    temporary folder."""
+    import os
+    import subprocess
+    import sys
+
+    from medlearn import sandbox
+
+    if not sandbox.bwrap_mode():
+        pytest.skip("bubblewrap cannot run here (make system-deps installs it)")
+    cache = tmp_path / "cache"
+    seed_cache(shared_data, cache=cache, verbose=False)
+    monkeypatch.setenv("MEDLEARN_DATA", str(cache))
+    code = ("from medlearn.data import load\n"
+            "ds = load('adrenalmnist3d', fast=True, verbose=False)\n"
+            "nod = load('nodules', fast=True, verbose=False)\n"
+            "print(ds.source, ds.df.img_path.iloc[0], nod.df.img_path.iloc[0])\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    cmd = sandbox.sandbox_command(work) + [sys.executable, "-c", code]
+    env = {"PATH": os.environ["PATH"], "MEDLEARN_DATA": str(cache), "MEDLEARN_OFFLINE": "1", "HOME": "/tmp"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    source, case, generated = done.stdout.split()[-3:]
+    assert source == "real"
+    assert case.startswith("/tmp/medlearn-derived/medmnist/adrenalmnist3d/"), case
+    assert generated.startswith("/tmp/medlearn-derived/synthetic/"), generated
+    assert not (cache / "medmnist" / "adrenalmnist3d").exists() and not (cache / "synthetic").exists()

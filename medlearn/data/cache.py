@@ -39,3 +39,31 @@ def md5sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 def offline() -> bool:
     """Return True when `MEDLEARN_OFFLINE` is set to a true value (1, true, yes): never touch the network."""
     return os.environ.get("MEDLEARN_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def derived_dir(path: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
+    """Return where derived files for `path` (a folder inside the cache) go: `path` itself, or its
+    twin under `$TMPDIR/medlearn-derived` when the cache cannot be written.
+
+    Derived files (one NIfTI/PNG per MedMNIST case, generated stand-ins, IXI brain masks) are
+    written once next to the real files. A read-only cache (the grading sandbox, a cache shared
+    on a JupyterHub) still serves the real files; what is derived from them is written to a
+    private temporary folder instead, with the same relative path. A folder that already exists
+    in the cache is used as it is.
+    """
+    import tempfile
+
+    path = Path(path)
+    if path.exists():
+        return path
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if os.access(parent, os.W_OK):
+        return path
+    base = cache_dir(root)
+    try:
+        rel = path.resolve().relative_to(base)
+    except ValueError:
+        rel = Path(path.name)
+    return Path(tempfile.gettempdir()) / "medlearn-derived" / rel

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 from medlearn._atomic import atomic_path
 from medlearn.data import medmnist as mm
-from medlearn.data.cache import cache_dir, md5sum, offline
+from medlearn.data.cache import cache_dir, derived_dir, md5sum, offline
 from medlearn.data.dataset import Dataset
 from medlearn.data.download import ChecksumError, DownloadError, download, seed_hint
 from medlearn.data.registry import Entry, RemoteFile, entry
@@ -152,7 +152,7 @@ def _medmnist_standin(info: Entry, size, *, seed, fast, n, root: Path, why: str)
                                   "use source='real' with a network or a seeded cache")
     counts = mm.counts_for(info.n_samples, fast=fast, n=n)
     tag = f"n{n}" if n is not None else ("fast" if fast else "full")
-    folder = root / "synthetic" / f"{info.name}_{size}_seed{seed}_{tag}"
+    folder = derived_dir(root / "synthetic" / f"{info.name}_{size}_seed{seed}_{tag}", root)
     npz = folder / "arrays.npz"
     if not npz.is_file():
         folder.mkdir(parents=True, exist_ok=True)
@@ -228,8 +228,8 @@ def _ixi_frame(base: Path):
     import pandas as pd
 
     people = pd.read_csv(base / "participants.csv").set_index("MRID")
-    masks = base / "brain_mask"
-    masks.mkdir(exist_ok=True)
+    masks = derived_dir(base / "brain_mask", base.parent)
+    masks.mkdir(parents=True, exist_ok=True)
     rows = []
     for img in sorted((base / "t1").glob("*_T1.nii.gz")):
         subject = img.name.removesuffix("_T1.nii.gz")
@@ -316,7 +316,7 @@ def _generated(info: Entry, generator_name: str, *, seed, fast, n, root: Path, w
         raise NotImplementedError(f"the stand-in generator medlearn/data/synthetic/{generator_name}.py is not "
                                   f"available, so {info.name} has no synthetic version here")
     tag = f"n{n}" if n is not None else ("fast" if fast else "full")
-    folder = root / "synthetic" / f"{generator_name}_seed{seed}_{tag}"
+    folder = derived_dir(root / "synthetic" / f"{generator_name}_seed{seed}_{tag}", root)
     index = folder / "index.csv"
     if not index.is_file():
         import shutil
@@ -369,7 +369,7 @@ def _real(info: Entry, size, *, seed, fast, n, root, how: str) -> Dataset:
     files = info.files_for(size)
     if info.kind.startswith("medmnist"):
         return _medmnist(info, size, source="real", how=how, npz=root / files[0].path, seed=seed, fast=fast, n=n,
-                         root=root, out_dir=root / "medmnist" / Path(files[0].path).stem)
+                         root=root, out_dir=derived_dir(root / "medmnist" / Path(files[0].path).stem, root))
     if info.kind == "archive":
         return _archive_dataset(info, root, how)
     return _files_dataset(info, root, how)
