@@ -48,18 +48,16 @@ def derived_dir(path: str | os.PathLike, root: str | os.PathLike | None = None) 
     Derived files (one NIfTI/PNG per MedMNIST case, generated stand-ins, IXI brain masks) are
     written once next to the real files. A read-only cache (the grading sandbox, a cache shared
     on a JupyterHub) still serves the real files; what is derived from them is written to a
-    private temporary folder instead, with the same relative path. A folder that already exists
-    in the cache is used as it is.
+    private temporary folder instead, with the same relative path. (A derived folder that exists in
+    a read-only cache may be incomplete, e.g. only a `fast` subset's cases: it is not used.)
     """
     import tempfile
 
     path = Path(path)
-    if path.exists():
-        return path
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if os.access(parent, os.W_OK):
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if os.access(probe, os.W_OK):
         return path
     base = cache_dir(root)
     try:
