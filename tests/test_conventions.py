@@ -217,7 +217,7 @@ def test_chapter_mirroring_a_paper_has_an_in_the_thesis_box(path):
     """A chapter whose header names a paper sets the paper's own numbers beside the reader's run."""
     nb = nbformat.read(path, as_version=4)
     header = nb.cells[0].source
-    if not re.search(r"\bPaper [A-E]\b", header):
+    if not re.search(r"\bPapers? [A-E]\b", header):
         return
     md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert re.search(r"^(```|:::)\{admonition\} In the thesis", md, flags=re.M), \
