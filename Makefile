@@ -56,8 +56,13 @@ system-deps-optional:
 	  echo "      the book shows its chapters without outputs. See https://www.orthanc-server.com/download.php"; \
 	fi
 
+# pytest-xdist: WORKERS processes share the tests, a group at a time (tests/conftest.py: the notebooks,
+# each assignment's round trip and each module stay on one worker); much of the suite waits on kernels,
+# servers and time limits, so 3 workers keep 2 cores busy.
+WORKERS ?= 3
 test: install system-deps site-deps
-	MEDLEARN_REQUIRE_PACS=1 MEDLEARN_SHARED_DATA=$(SHARED_DATA) $(BIN)/python -m pytest
+	MEDLEARN_REQUIRE_PACS=1 MEDLEARN_SHARED_DATA=$(SHARED_DATA) $(BIN)/python -m pytest \
+	  -n $(WORKERS) --dist loadgroup --no-loadscope-reorder
 
 # The real sample data the tests read, downloaded from their sources with md5 (what CI caches).
 samples: install

@@ -224,8 +224,9 @@ def feedback_hidden_lines(html_path: str | Path, secret: set[str]) -> list[str]:
 
 # ----------------------------------------------------------------------------- nbgrader plumbing
 
-def _course_config(course_dir: Path, root: Path):
-    """Return the course's nbgrader config, re-rooted in the temporary course `root`."""
+def _course_config(course_dir: Path, root: Path, cell_timeout: int | None = None):
+    """Return the course's nbgrader config, re-rooted in the temporary course `root`
+    (with `cell_timeout`, each cell may run that many seconds instead of the course's limit)."""
     from traitlets.config import Config
     from traitlets.config.loader import PyFileConfigLoader
 
@@ -239,6 +240,8 @@ def _course_config(course_dir: Path, root: Path):
     overrides.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
     overrides.Exchange.root = str(root / "exchange")
     overrides.NbGraderAPI.log_level = "WARN"
+    if cell_timeout is not None:
+        overrides.Execute.timeout = int(cell_timeout)
     config.merge(overrides)
     return config
 
@@ -268,14 +271,14 @@ def _interpreter_bin_on_path() -> None:
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
 
 
-def _api(course_dir: Path, root: Path):
+def _api(course_dir: Path, root: Path, cell_timeout: int | None = None):
     from nbgrader.apps import NbGraderAPI
 
     _interpreter_bin_on_path()
     _cache_alembic_head()
 
     (root / "exchange").mkdir(parents=True, exist_ok=True)
-    return NbGraderAPI(config=_course_config(course_dir, root))
+    return NbGraderAPI(config=_course_config(course_dir, root, cell_timeout))
 
 
 def _require(result: dict, what: str) -> None:
@@ -323,8 +326,13 @@ def _grade(api, assignment: str, student: str, notebook: Path, notebook_id: str)
 
 def check_assignment(assignment: str, course_dir: str | Path = "exercises",
                      submissions_dir: str | Path | None = None,
-                     workdir: str | Path | None = None) -> AssignmentReport:
-    """Return the round-trip report of one assignment (see the module docstring for what is checked)."""
+                     workdir: str | Path | None = None,
+                     cell_timeout: int | None = None) -> AssignmentReport:
+    """Return the round-trip report of one assignment (see the module docstring for what is checked).
+
+    `cell_timeout` (seconds) replaces the course's per-cell limit for this check only: the tests use a
+    short one so that the hostile infinite loop is interrupted sooner, through the same code path.
+    """
     course_dir = Path(course_dir).resolve()
     submissions_dir = Path(submissions_dir) if submissions_dir else course_dir.parent / "tests" / "submissions"
     submissions_dir = submissions_dir / assignment
@@ -345,7 +353,7 @@ def check_assignment(assignment: str, course_dir: str | Path = "exercises",
         warnings.filterwarnings("ignore", message=".*not in session.*")
         root = Path(tmp)
         shutil.copytree(source_folder, root / "source" / assignment)
-        api = _api(course_dir, root)
+        api = _api(course_dir, root, cell_timeout)
         report.sandbox = sandbox_description(api.config)
         release_nb = _generate(api, assignment)
         report.leaks = find_leaks(source_nb, release_nb)
@@ -459,7 +467,7 @@ def release_notebooks(assignments: list[str] | None = None,
         root = Path(tmp)
         for name in names:
             shutil.copytree(course_dir / "source" / name, root / "source" / name)
-        api = _api(course_dir, root)
+        api = _api(course_dir, root, cell_timeout)
         for name in names:
             nb = nbformat.read(str(_generate(api, name)), as_version=4)
             released[name] = nbformat.writes(nb) + "\n"

@@ -97,3 +97,35 @@ def _port_free(port: int) -> bool:
 def port_free():
     """Return a function: True when nothing listens on a TCP port (no orphaned server holds it)."""
     return _port_free
+
+
+# ----------------------------------------------------------------------------- parallel runs
+# `make test` runs pytest-xdist workers with `--dist loadgroup --no-loadscope-reorder`: every test of
+# a group runs on one worker, so a group's expensive module or session fixture (the smoke run of all
+# notebooks, one assignment's nbgrader round trip, a module's Orthanc) runs once. Groups are handed
+# out in the order below, the longest first, so the slowest chain starts at once.
+LONGEST_FIRST = ["notebooks", "grade-a3_classification", "grade-a1_vision_basics",
+                 "grade-a4_segmentation", "grade-a5_data_centric", "grade-a6_deployment",
+                 "grade-a2_dicom_pacs", "test_grading", "test_runner_reliability", "test_pacs"]
+
+
+def test_group(item) -> str:
+    """The xdist group of a test: its module, one nbgrader round trip, or all the notebooks."""
+    module = item.path.stem
+    if module == "test_notebooks":
+        return "notebooks"
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if module == "test_grading" and "round_trip" in params:
+        return f"grade-{params['round_trip']}"
+    return module
+
+
+test_group.__test__ = False  # a helper, not a test
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist appends the group to each test's id
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(test_group(item)))
+    items.sort(key=lambda item: rank.get(test_group(item), len(rank)))  # stable: the rest keep their order

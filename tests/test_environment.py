@@ -146,3 +146,29 @@ def test_missing_pacs_and_data_skip_off_ci_but_fail_on_ci(tmp_path):
     assert "skipped" not in out.splitlines()[-1], out[-3000:]
     assert "a real PACS is required here" in out and "apt-get install -y orthanc" in out, out[-3000:]
     assert "real sample data not found" in out and "fetch-samples" in out, out[-3000:]
+
+
+def test_pytest_xdist_keeps_each_group_on_one_worker(tmp_path):
+    """`make test` shares the suite among xdist workers by group (tests/conftest.py); a pytest that
+    drops the groups (9.2: pytest-dev/pytest-xdist#1386) would rerun each group's expensive fixture
+    on every worker. Two modules of three tests, grouped by module as the course's conftest does."""
+    (tmp_path / "conftest.py").write_text(
+        "import pytest\n\n@pytest.hookimpl(tryfirst=True)\n"
+        "def pytest_collection_modifyitems(config, items):\n"
+        "    for item in items:\n        item.add_marker(pytest.mark.xdist_group(item.path.stem))\n")
+    for module in ("test_one", "test_two"):
+        (tmp_path / f"{module}.py").write_text(
+            "import os\n\n" + "".join(
+                f"def test_{i}():\n    with open('workers.txt', 'a') as f:\n"
+                f"        f.write(__name__ + ' ' + os.environ['PYTEST_XDIST_WORKER'] + '\\n')\n\n"
+                for i in range(3)))
+    run = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-q",
+                          "-p", "no:cacheprovider", "-o", "addopts=", str(tmp_path)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    workers: dict[str, set[str]] = {}
+    for line in (tmp_path / "workers.txt").read_text().splitlines():
+        module, worker = line.split()
+        workers.setdefault(module, set()).add(worker)
+    assert sorted(workers) == ["test_one", "test_two"]
+    assert all(len(w) == 1 for w in workers.values()), f"a group ran on several workers: {workers}"

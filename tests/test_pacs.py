@@ -22,12 +22,16 @@ if not pacs.orthanc_available():  # `make test` installs it (system-deps); say h
     pytest.skip(pacs.INSTALL_HELP, allow_module_level=True)
 
 
-def _orthanc_pids() -> set[int]:
+def _orthanc_pids(workdir: Path | None = None) -> set[int]:
+    """Orthanc processes alive now; with `workdir`, only those started with a config inside it
+    (other tests, run in parallel by pytest-xdist, start Orthancs of their own)."""
     pids = set()
     for p in Path("/proc").iterdir():
         if p.name.isdigit():
             try:
-                if (p / "comm").read_text().strip() == "Orthanc":
+                if (p / "comm").read_text().strip() != "Orthanc":
+                    continue
+                if workdir is None or str(workdir) in (p / "cmdline").read_text():
                     pids.add(int(p.name))
             except OSError:
                 pass
@@ -43,7 +47,6 @@ def series(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(series):
-    before = _orthanc_pids()
     with pacs.Orthanc() as p:
         t0 = time.perf_counter()
         n = p.store(series[0])
@@ -51,7 +54,7 @@ def server(series):
         yield p
         workdir = p.workdir
     assert not workdir.exists(), "the storage folder outlived the server"
-    assert _orthanc_pids() <= before, "an Orthanc process outlived the context manager"
+    assert not _orthanc_pids(workdir), "an Orthanc process outlived the context manager"
 
 
 def _hashes(paths_or_datasets) -> dict[str, str]:
@@ -124,14 +127,13 @@ def test_dicomweb_qido_wado_stow(server, series, tmp_path):
 
 
 def test_stop_cleans_up_after_error():
-    before = _orthanc_pids()
     with pytest.raises(ZeroDivisionError):
         with pacs.Orthanc() as p:
             workdir, pid = p.workdir, p.process.pid
             assert p.running and workdir.exists()
             1 / 0
     assert not workdir.exists()
-    assert pid not in _orthanc_pids() and _orthanc_pids() <= before
+    assert pid not in _orthanc_pids() and not _orthanc_pids(workdir)
 
 
 def test_stop_cleans_up_after_keyboard_interrupt():
