@@ -467,7 +467,7 @@ def release_notebooks(assignments: list[str] | None = None,
         root = Path(tmp)
         for name in names:
             shutil.copytree(course_dir / "source" / name, root / "source" / name)
-        api = _api(course_dir, root, cell_timeout)
+        api = _api(course_dir, root)
         for name in names:
             nb = nbformat.read(str(_generate(api, name)), as_version=4)
             released[name] = nbformat.writes(nb) + "\n"

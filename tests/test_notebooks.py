@@ -9,6 +9,7 @@ in a temporary copy of the project, so book/ and the project's _build are never 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -44,12 +45,22 @@ def smoke_report(book_copy, data_cache):
     return {r.path: r for r in report.results}, report, digest
 
 
+def within_budget(r) -> bool:
+    """Alone (plain `pytest`, `make smoke`) a notebook's wall time must fit the budget. Under
+    `make test` other xdist workers share the two cores, so the wall time also counts their work:
+    there the notebook's own CPU time (runner and kernel) is compared with the budget, and the
+    runner's hard limit (three times the budget, wall) still stops a hang."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return r.cpu_s is not None and r.cpu_s <= r.budget_s
+    return r.wall_s <= r.budget_s
+
+
 @pytest.mark.parametrize("notebook", IDS)
 def test_notebook_runs_in_the_smoke_tier(smoke_report, notebook):
     results, _, _ = smoke_report
     r = results[notebook]
-    assert r.status == "ok", r.describe()
-    assert r.wall_s <= r.budget_s, r.describe()
+    assert r.status in ("ok", "over-budget") and r.error in (None, "OverBudget"), r.describe()
+    assert within_budget(r), f"{r.describe()} (cpu {r.cpu_s} s)"
 
 
 def test_book_builds_from_the_executed_notebooks(smoke_report, book_copy):
