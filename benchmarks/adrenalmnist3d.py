@@ -68,19 +68,14 @@ def scores(y, prob) -> tuple[float, float]:
 
 
 def main(argv=None) -> int:
+    from medlearn.recipes.report import add_run_options
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=RECIPE["epochs"])
     p.add_argument("--members", type=int, default=RECIPE["members"],
                    help="networks trained and averaged in one run (an ensemble)")
     p.add_argument("--size", type=int, default=28, choices=[28, 64])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--seeds", type=int, default=1, help="runs with seeds seed, seed+1, ...")
-    p.add_argument("--ablate", action="store_true", help="also run the ABLATIONS (seed --seed)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (the measured runs used 1)")
-    p.add_argument("--n-boot", type=int, default=2000)
-    p.add_argument("--out", default="_build/benchmarks/adrenalmnist3d.json")
-    args = p.parse_args(argv)
+    args = add_run_options(p, "_build/benchmarks/adrenalmnist3d.json").parse_args(argv)
     t0 = time.time()
 
     import torch

@@ -72,18 +72,14 @@ def scores(y, prob, threshold: float = 0.5) -> dict:
 
 
 def main(argv=None) -> int:
+    from medlearn.recipes.report import add_run_options
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, help="default: the recipe's")
     p.add_argument("--members", type=int, help="networks in the ensemble (default: the recipe's)")
     p.add_argument("--width", type=int, help="channels of the first block (default: the recipe's)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--seeds", type=int, default=1, help="repeat with N seeds (spread)")
-    p.add_argument("--ablate", action="store_true", help="also run the ablation table")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (the measured runs used 1)")
-    p.add_argument("--n-boot", type=int, default=2000)
-    p.add_argument("--out", default="_build/benchmarks/breastmnist.json")
-    args = p.parse_args(argv)
+    # members use seeds seed..seed+4, so the repeated runs step by 100
+    args = add_run_options(p, "_build/benchmarks/breastmnist.json", seed_step=100).parse_args(argv)
     t0 = time.perf_counter()
 
     import torch

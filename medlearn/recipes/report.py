@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MEDMNIST_V2", "CITATION", "benchmark_record", "comparison_table", "write_record"]
+__all__ = ["MEDMNIST_V2", "CITATION", "add_run_options", "benchmark_record", "comparison_table",
+           "write_record"]
 
 CITATION = ("Yang J. et al. MedMNIST v2 - a large-scale lightweight benchmark for 2D and 3D "
             "biomedical image classification. Scientific Data 10, 41 (2023); test AUC / ACC")
@@ -39,6 +40,21 @@ MEDMNIST_V2: dict[str, dict[str, tuple[float, float]]] = {
 }
 
 _LIBRARIES = ("torch", "numpy", "scikit-learn", "fastai", "monai", "torchio", "fastMONAI")
+
+
+def add_run_options(parser, out: str, seed_step: int = 1):
+    """Add the options every benchmark script shares to an argparse `parser` and return it:
+    --seed, --seeds (runs with seed, seed + seed_step, ...), --ablate, --threads, --n-boot, --out."""
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=1,
+                        help=f"repeat with N seeds: seed, seed+{seed_step}, ... (the spread)")
+    parser.add_argument("--ablate", action="store_true",
+                        help="also run the ablation table (one change at a time, seed --seed)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (the measured runs used 1)")
+    parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples of the CIs")
+    parser.add_argument("--out", default=out, help="the JSON record")
+    return parser
 
 
 def _versions() -> dict[str, str]:
