@@ -307,18 +307,26 @@ def _child_main(argv: list[str]) -> int:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    err: dict = {}
-    code = 0
-    try:
-        pm.execute_notebook(spec["input"], spec["output"], parameters=spec["parameters"],
-                            kernel_name=spec["kernel"], cwd=spec["cwd"], progress_bar=False,
-                            log_output=False, execution_timeout=spec["cell_timeout"], start_timeout=120)
-    except PapermillExecutionError as e:
-        err = {"error": e.ename, "message": str(e.evalue)}
-        code = 1
-    except Exception as e:  # kernel death, cell timeout, unreadable notebook
-        err = {"error": type(e).__name__, "message": str(e)}
-        code = 1
+    for attempt in (1, 2):
+        err: dict = {}
+        code = 0
+        try:
+            pm.execute_notebook(spec["input"], spec["output"], parameters=spec["parameters"],
+                                kernel_name=spec["kernel"], cwd=spec["cwd"], progress_bar=False,
+                                log_output=False, execution_timeout=spec["cell_timeout"],
+                                start_timeout=120)
+        except PapermillExecutionError as e:
+            err = {"error": e.ename, "message": str(e.evalue)}
+            code = 1
+        except Exception as e:  # kernel death, cell timeout, unreadable notebook
+            err = {"error": type(e).__name__, "message": str(e)}
+            code = 1
+            # A kernel that dies before its first reply ran no cell: when many kernels start at
+            # once, a port chosen for it can be taken before it binds. Start it once more.
+            if attempt == 1 and "before replying to kernel_info" in str(e):
+                print(f"the kernel died at start ({e}); starting it again", file=sys.stderr)
+                continue
+        break
     import resource
 
     # CPU seconds of this process and the kernel it started and reaped: the notebook's compute,

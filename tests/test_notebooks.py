@@ -1,8 +1,8 @@
 """Every notebook of the book and every assignment's source notebook runs in the smoke tier.
 
-ONE session-scoped runner call executes them all (`jobs=2`, FAST=True, the session's seeded data
-cache); each notebook is then its own test, so a failure names the notebook, the cell and the
-error. The last test builds the book from those executed copies (cache hits, nothing re-executed)
+ONE session-scoped runner call executes them all (two at a time, three under xdist; FAST=True,
+the session's seeded data cache); each notebook is then its own test, so a failure names the
+notebook, the cell and the error. The last test builds the book from those executed copies (cache hits, nothing re-executed)
 in a temporary copy of the project, so book/ and the project's _build are never touched.
 """
 
@@ -39,7 +39,9 @@ def book_copy(tmp_path_factory) -> Path:
 def smoke_report(book_copy, data_cache):
     """Run every notebook once per session, in the smoke tier, two at a time."""
     digest = _medlearn_digest()
-    report = run_notebooks(NOTEBOOKS, tier="smoke", jobs=2, out_dir=book_copy / "_build" / "executed",
+    # under `make test` (xdist) three at a time: this group is the longest, the others mostly wait
+    jobs = 3 if os.environ.get("PYTEST_XDIST_WORKER") else 2
+    report = run_notebooks(NOTEBOOKS, tier="smoke", jobs=jobs, out_dir=book_copy / "_build" / "executed",
                            report_path=ROOT / "_build" / "reports" / "smoke.json",  # CI uploads it
                            use_cache=False, root=ROOT)
     return {r.path: r for r in report.results}, report, digest

@@ -2,12 +2,14 @@
 
 - a notebook that starts Orthanc and then hangs is killed at the hard limit: no kernel, no Orthanc,
   the ports are free and the temporary folders are gone;
-- seeding real data after a stand-in run invalidates the cached stand-in run.
+- seeding real data after a stand-in run invalidates the cached stand-in run;
+- a kernel that dies before its first reply (many kernels starting at once) is started once more.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -103,3 +105,27 @@ def test_cache_key_includes_library_versions(tmp_path, monkeypatch):
     assert versions["torch"] != "absent" and versions["numpy"] != "absent"
     monkeypatch.setattr(runner, "library_versions", lambda: {**versions, "torch": "0.0.1"})
     assert runner.notebook_hash(nb, "smoke", {"FAST": True}) != key
+
+
+def test_a_kernel_that_dies_at_start_is_started_once_more(tmp_path, monkeypatch):
+    """A kernel spec whose first start exits at once, like a kernel whose port was taken."""
+    spec_dir = tmp_path / "jupyter" / "kernels" / "flaky"
+    spec_dir.mkdir(parents=True)
+    marker = tmp_path / "started-once"
+    (spec_dir / "start.py").write_text(
+        "import pathlib, runpy, sys\n"
+        f"marker = pathlib.Path({str(marker)!r})\n"
+        "if not marker.exists():\n    marker.write_text('x')\n    sys.exit(1)\n"
+        "sys.argv = ['ipykernel_launcher'] + sys.argv[1:]\n"
+        "runpy.run_module('ipykernel_launcher', run_name='__main__')\n")
+    (spec_dir / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, str(spec_dir / "start.py"), "-f", "{connection_file}"],
+        "display_name": "flaky", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setattr(runner, "KERNEL", "flaky")
+    nb = _write(tmp_path / "nb" / "ok.ipynb", "print(6 * 7)")
+    report = runner.run_notebooks([nb], tier="smoke", out_dir=tmp_path / "out", root=tmp_path,
+                                  use_cache=False, quiet=True)
+    (r,) = report.results
+    assert marker.exists(), "the first start did not happen"
+    assert r.status == "ok", r.describe()
