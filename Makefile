@@ -61,10 +61,10 @@ system-deps-optional:
 
 # pytest-xdist: WORKERS processes share the tests, a group at a time (tests/conftest.py: the notebooks,
 # each assignment's round trip and each module stay on one worker); much of the suite waits on kernels,
-# servers and time limits, so 3 workers keep 2 cores busy. One BLAS/OpenMP thread per process: with
+# servers and time limits, so 4 workers keep 2 cores busy. One BLAS/OpenMP thread per process: with
 # several kernels training at once, torch's default (a thread per core each) makes the threads spin
 # against each other and the whole run slower.
-WORKERS ?= 3
+WORKERS ?= 4
 test: install system-deps site-deps
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
 	MEDLEARN_REQUIRE_PACS=1 MEDLEARN_SHARED_DATA=$(SHARED_DATA) $(BIN)/python -m pytest \
