@@ -172,3 +172,13 @@ def test_pytest_xdist_keeps_each_group_on_one_worker(tmp_path):
         workers.setdefault(module, set()).add(worker)
     assert sorted(workers) == ["test_one", "test_two"]
     assert all(len(w) == 1 for w in workers.values()), f"a group ran on several workers: {workers}"
+
+
+def test_reading_a_notebook_builds_no_iri_grammar():
+    """jsonschema < 4.25 (pyproject.toml, `course`): from 4.25 on, importing jsonschema (nbformat does,
+    and MONAI's bundle module) imports rfc3987-syntax, which builds a grammar: 1.3-1.9 s of CPU in
+    every notebook kernel and every process that reads a notebook."""
+    probe = "import sys, nbformat, nbformat.validator, jsonschema; print('rfc3987_syntax' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "False", "jsonschema imports rfc3987_syntax: is jsonschema >= 4.25?"
