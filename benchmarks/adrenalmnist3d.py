@@ -22,6 +22,7 @@ import sys
 import time
 
 from medlearn.recipes.adrenalmnist3d import RECIPE
+from medlearn.recipes.report import auc_acc
 
 # name -> the one change against the run's settings (overrides of fit_predict, or a function of
 # the settings that returns them)
@@ -54,17 +55,11 @@ def run_once(ds, seed: int, **kwargs) -> dict:
     t, c = time.time(), time.process_time()
     out = fit_predict(ds, seed=seed, **kwargs)
     out.update(wall_s=time.time() - t, cpu_s=time.process_time() - c)
-    print(f"run seed={seed} {kwargs}: val AUC/ACC {scores(*out['val'])[0]:.3f}/"
-          f"{scores(*out['val'])[1]:.3f}, wall {out['wall_s']:.0f} s, CPU {out['cpu_s']:.0f} s",
+    val = auc_acc(*out["val"])
+    print(f"run seed={seed} {kwargs}: val AUC/ACC {val['AUC']:.3f}/"
+          f"{val['ACC']:.3f}, wall {out['wall_s']:.0f} s, CPU {out['cpu_s']:.0f} s",
           flush=True)
     return out
-
-
-def scores(y, prob) -> tuple[float, float]:
-    """AUC and ACC (threshold 0.5, as MedMNIST reports it)."""
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, prob)), float(((prob >= 0.5) == y).mean())
 
 
 def main(argv=None) -> int:
@@ -82,7 +77,8 @@ def main(argv=None) -> int:
 
     from medlearn.data import load
     from medlearn.recipes.adrenalmnist3d import augmentation_ms_per_volume, volumes
-    from medlearn.recipes.report import benchmark_record, comparison_table, write_record
+    from medlearn.recipes.report import (benchmark_record, comparison_table, rows_table,
+                                         write_record)
 
     torch.set_num_threads(args.threads)
     ds = load("adrenalmnist3d", source="real", size=args.size)
@@ -95,7 +91,7 @@ def main(argv=None) -> int:
 
     runs = {s: run_once(ds, s, **kwargs) for s in range(args.seed, args.seed + args.seeds)}
     main_run = runs[args.seed]
-    per_seed = [{"seed": s, **dict(zip(("AUC", "ACC"), scores(*r["test"]))),
+    per_seed = [{"seed": s, **auc_acc(*r["test"]),
                  "wall_s": round(r["wall_s"], 1), "cpu_s": round(r["cpu_s"], 1)}
                 for s, r in runs.items()]
 
@@ -107,8 +103,8 @@ def main(argv=None) -> int:
                 continue  # not a change for these settings
             r = run_once(ds, args.seed, **{**kwargs, **change}) if change else main_run
             ablation.append({"variant": name, "change": change,
-                             **dict(zip(("val_AUC", "val_ACC"), scores(*r["val"]))),
-                             **dict(zip(("AUC", "ACC"), scores(*r["test"]))),
+                             **{f"val_{k}": v for k, v in auc_acc(*r["val"]).items()},
+                             **auc_acc(*r["test"]),
                              "wall_s": round(r["wall_s"], 1), "cpu_s": round(r["cpu_s"], 1)})
 
     record = benchmark_record(
@@ -124,16 +120,14 @@ def main(argv=None) -> int:
     print(f"seed {args.seed}: wall {main_run['wall_s']:.0f} s, CPU {main_run['cpu_s']:.0f} s, "
           f"{args.threads} torch thread(s), {os.cpu_count()} CPU(s)\n")
     print(comparison_table(record))
-    print(f"\n{'seed':>6}{'AUC':>9}{'ACC':>9}{'wall s':>9}{'CPU s':>8}")
-    for r in per_seed:
-        print(f"{r['seed']:>6}{r['AUC']:>9.4f}{r['ACC']:>9.4f}{r['wall_s']:>9.0f}"
-              f"{r['cpu_s']:>8.0f}")
+    print("\n" + rows_table(per_seed, [("seed", "seed", "d"), ("AUC", "AUC", ".4f"),
+                                       ("ACC", "ACC", ".4f"), ("wall s", "wall_s", ".0f"),
+                                       ("CPU s", "cpu_s", ".0f")]))
     if ablation:
-        print(f"\n{'variant (one change)':<24}{'val AUC':>8}{'val ACC':>8}{'AUC':>7}{'ACC':>7}"
-              f"{'CPU s':>7}")
-        for r in ablation:
-            print(f"{r['variant']:<24}{r['val_AUC']:>8.3f}{r['val_ACC']:>8.3f}{r['AUC']:>7.3f}"
-                  f"{r['ACC']:>7.3f}{r['cpu_s']:>7.0f}")
+        print("\n" + rows_table(ablation, [("variant (one change)", "variant", "s"),
+                                           ("val AUC", "val_AUC", ".3f"), ("val ACC", "val_ACC", ".3f"),
+                                           ("AUC", "AUC", ".3f"), ("ACC", "ACC", ".3f"),
+                                           ("CPU s", "cpu_s", ".0f")]))
     print(f"\ntotal wall {time.time() - t0:.0f} s; record: {write_record(record, args.out)}")
     return 0
 

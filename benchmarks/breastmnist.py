@@ -23,6 +23,8 @@ from inspect import signature
 
 import numpy as np
 
+from medlearn.recipes.report import auc_acc
+
 # one change at a time against chapter 1.2's CNN (the "baseline" row)
 BASELINE = dict(width=16, epochs=30, members=1, augment=False, tta=False)
 ABLATION = {
@@ -63,12 +65,8 @@ def run(data, *, seed: int, tta: bool = True, val_threshold: bool = False, **opt
 
 
 def scores(y, prob, threshold: float = 0.5) -> dict:
-    """AUC and ACC (at `threshold`) of malignancy probabilities; y holds MedMNIST labels."""
-    from sklearn.metrics import accuracy_score, roc_auc_score
-
-    malignant = y == 0
-    return {"AUC": round(float(roc_auc_score(malignant, prob)), 4),
-            "ACC": round(float(accuracy_score(malignant, prob >= threshold)), 4)}
+    """AUC and ACC of malignancy probabilities; MedMNIST's BreastMNIST labels 0 as malignant."""
+    return auc_acc(np.asarray(y) == 0, prob, threshold)
 
 
 def main(argv=None) -> int:
@@ -86,7 +84,8 @@ def main(argv=None) -> int:
 
     from medlearn.data import load
     from medlearn.recipes.breastmnist import train_breastmnist
-    from medlearn.recipes.report import benchmark_record, comparison_table, write_record
+    from medlearn.recipes.report import (benchmark_record, comparison_table, rows_table,
+                                         write_record)
 
     torch.set_num_threads(args.threads)
     ds = load("breastmnist", source="real")
@@ -132,18 +131,14 @@ def main(argv=None) -> int:
     print(f"{os.cpu_count()} CPU(s), {args.threads} torch thread(s); "
           f"seed {args.seed}: {first['wall_s']:.0f} s wall, {first['cpu_s']:.0f} s CPU\n")
     print(comparison_table(record, name=f"this recipe, seed {args.seed}"))
-    print(f"\n{'seed':>6}{'test AUC':>10}{'test ACC':>10}{'val AUC':>10}{'wall s':>8}"
-          f"{'CPU s':>8}")
-    for r in per_seed:
-        print(f"{r['seed']:>6}{r['AUC']:>10.3f}{r['ACC']:>10.3f}{r['val']['AUC']:>10.3f}"
-              f"{r['wall_s']:>8.0f}{r['cpu_s']:>8.0f}")
+    print("\n" + rows_table(per_seed, [("seed", "seed", "d"), ("test AUC", "AUC", ".3f"),
+                                       ("test ACC", "ACC", ".3f"), ("val AUC", "val.AUC", ".3f"),
+                                       ("wall s", "wall_s", ".0f"), ("CPU s", "cpu_s", ".0f")]))
     if ablation:
         print(f"\nablation (seed {args.seed}; one change at a time against the baseline)")
-        print(f"{'row':<40}{'val AUC':>9}{'val ACC':>9}{'test AUC':>10}{'test ACC':>10}"
-              f"{'CPU s':>7}")
-        for r in ablation:
-            print(f"{r['row']:<40}{r['val']['AUC']:>9.3f}{r['val']['ACC']:>9.3f}"
-                  f"{r['test']['AUC']:>10.3f}{r['test']['ACC']:>10.3f}{r['cpu_s']:>7.0f}")
+        print(rows_table(ablation, [("row", "row", "s"), ("val AUC", "val.AUC", ".3f"),
+                                    ("val ACC", "val.ACC", ".3f"), ("test AUC", "test.AUC", ".3f"),
+                                    ("test ACC", "test.ACC", ".3f"), ("CPU s", "cpu_s", ".0f")]))
     print(f"\ntotal wall {wall:.0f} s; record: {write_record(record, args.out)}")
     return 0
 

@@ -72,3 +72,31 @@ def test_record_refuses_an_unknown_dataset_and_mismatched_lengths(cases):
         benchmark_record("chestmnist", y, prob, wall_s=1, recipe={})
     with pytest.raises(ValueError, match="60 labels but 59 probabilities"):
         _record(prob[:-1], y)
+
+
+def test_rows_table_reads_nested_keys_and_aligns_text_left_numbers_right():
+    from medlearn.recipes.report import rows_table
+
+    rows = [{"row": "baseline", "val": {"AUC": 0.93215}, "cpu_s": 9.4},
+            {"row": "five-network ensemble", "val": {"AUC": 0.948}, "cpu_s": 39.0}]
+    lines = rows_table(rows, [("row", "row", "s"), ("val AUC", "val.AUC", ".3f"),
+                              ("CPU s", "cpu_s", ".0f")]).splitlines()
+    assert lines[0].split() == ["row", "val", "AUC", "CPU", "s"]
+    assert lines[1].split() == ["baseline", "0.932", "9"]
+    assert lines[2].split() == ["five-network", "ensemble", "0.948", "39"]
+    assert lines[1].startswith("baseline ") and lines[1].endswith(" 9")
+    assert len({len(line) for line in lines}) == 1, "every line as wide as the widest"
+    with pytest.raises(KeyError, match="test"):
+        rows_table(rows, [("test AUC", "test.AUC", ".3f")])
+
+
+def test_auc_acc_returns_plain_floats_at_the_threshold():
+    from medlearn.recipes.report import auc_acc
+
+    positive = np.array([1, 1, 0, 0, 0])
+    prob = np.array([0.9, 0.4, 0.6, 0.1, 0.2])
+    out = auc_acc(positive, prob)
+    assert out == {"AUC": pytest.approx(5 / 6, abs=1e-4), "ACC": 0.6}
+    assert all(type(v) is float for v in out.values())
+    assert auc_acc(positive, prob, threshold=0.35)["ACC"] == 0.8  # 0.4 now positive; 0.6 still wrong
+    assert auc_acc(positive == 1, prob, threshold=0.95)["ACC"] == 0.6

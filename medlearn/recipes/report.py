@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MEDMNIST_V2", "CITATION", "add_run_options", "benchmark_record", "comparison_table",
-           "write_record"]
+__all__ = ["MEDMNIST_V2", "CITATION", "add_run_options", "auc_acc", "benchmark_record", "comparison_table",
+           "rows_table", "write_record"]
 
 CITATION = ("Yang J. et al. MedMNIST v2 - a large-scale lightweight benchmark for 2D and 3D "
             "biomedical image classification. Scientific Data 10, 41 (2023); test AUC / ACC")
@@ -116,6 +116,34 @@ def comparison_table(record: dict, name: str = "this recipe (95% CI)") -> str:
                 f"above the best published ACC ({pub['best_acc']:.3f}): {above['ACC']}")
     rows.append(f"published: {pub['citation']}")
     return "\n".join(rows)
+
+
+def auc_acc(positive, prob, threshold: float = 0.5) -> dict[str, float]:
+    """AUC and ACC (a case is positive when prob >= `threshold`), as MedMNIST reports them; plain floats."""
+    from sklearn.metrics import roc_auc_score
+
+    positive, prob = np.asarray(positive, dtype=bool), np.asarray(prob, dtype=float)
+    return {"AUC": round(float(roc_auc_score(positive, prob)), 4),
+            "ACC": round(float(((prob >= threshold) == positive).mean()), 4)}
+
+
+def rows_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """A text table of a record's `per_seed` or `ablation` rows, one (header, key, format) per column.
+
+    A dotted key reads a nested value ("val.AUC" is row["val"]["AUC"]); text columns are aligned left,
+    numbers right.
+    """
+    def value(row, key):
+        for part in key.split("."):
+            row = row[part]
+        return row
+
+    cells = [[format(value(r, key), fmt) for _, key, fmt in columns] for r in rows]
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (h, _, _) in enumerate(columns)]
+    left = [bool(rows) and isinstance(value(rows[0], key), str) for _, key, _ in columns]
+    lines = [[h for h, _, _ in columns]] + cells
+    return "\n".join("  ".join(c.ljust(w) if lft else c.rjust(w) for c, w, lft in zip(line, widths, left))
+                     .rstrip() for line in lines)
 
 
 def write_record(record: dict, path: str | os.PathLike) -> Path:
