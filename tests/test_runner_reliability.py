@@ -107,15 +107,17 @@ def test_cache_key_includes_library_versions(tmp_path, monkeypatch):
     assert runner.notebook_hash(nb, "smoke", {"FAST": True}) != key
 
 
-def test_a_kernel_that_dies_at_start_is_started_once_more(tmp_path, monkeypatch):
-    """A kernel spec whose first start exits at once, like a kernel whose port was taken."""
+@pytest.mark.parametrize("first_start", ["sys.exit(1)", "time.sleep(3600)"], ids=["dies", "hangs"])
+def test_a_kernel_that_fails_at_start_is_started_once_more(tmp_path, monkeypatch, first_start):
+    """A kernel spec whose first start exits at once, or never answers, like a kernel whose port was
+    taken (both seen under `make test`)."""
     spec_dir = tmp_path / "jupyter" / "kernels" / "flaky"
     spec_dir.mkdir(parents=True)
     marker = tmp_path / "started-once"
     (spec_dir / "start.py").write_text(
-        "import pathlib, runpy, sys\n"
+        "import pathlib, runpy, sys, time\n"
         f"marker = pathlib.Path({str(marker)!r})\n"
-        "if not marker.exists():\n    marker.write_text('x')\n    sys.exit(1)\n"
+        f"if not marker.exists():\n    marker.write_text('x')\n    {first_start}\n"
         "sys.argv = ['ipykernel_launcher'] + sys.argv[1:]\n"
         "runpy.run_module('ipykernel_launcher', run_name='__main__')\n")
     (spec_dir / "kernel.json").write_text(json.dumps({
@@ -123,6 +125,7 @@ def test_a_kernel_that_dies_at_start_is_started_once_more(tmp_path, monkeypatch)
         "display_name": "flaky", "language": "python"}))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     monkeypatch.setattr(runner, "KERNEL", "flaky")
+    monkeypatch.setattr(runner, "KERNEL_START_TIMEOUT_S", 15)
     nb = _write(tmp_path / "nb" / "ok.ipynb", "print(6 * 7)")
     report = runner.run_notebooks([nb], tier="smoke", out_dir=tmp_path / "out", root=tmp_path,
                                   use_cache=False, quiet=True)
