@@ -317,7 +317,10 @@ def _child_main(argv: list[str]) -> int:
             pm.execute_notebook(spec["input"], spec["output"], parameters=spec["parameters"],
                                 kernel_name=spec["kernel"], cwd=spec["cwd"], progress_bar=False,
                                 log_output=False, execution_timeout=spec["cell_timeout"],
-                                start_timeout=spec["start_timeout"])
+                                start_timeout=spec["start_timeout"],
+                                # IPython's history in memory, as nbgrader's kernels keep it: many
+                                # kernels at once would otherwise share one SQLite file
+                                extra_arguments=["--HistoryManager.hist_file=:memory:"])
         except PapermillExecutionError as e:
             err = {"error": e.ename, "message": str(e.evalue)}
             code = 1
