@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from medlearn.notebooks import collect_notebooks  # noqa: E402
+from medlearn.course.notebooks import collect_notebooks  # noqa: E402
 
 _ON_GPU = re.compile(r"(\d+(?:\.\d+)?)\s*(min|s)\s+on one GPU", re.IGNORECASE)
 _STATED = re.compile(r"full tier[^0-9\n]{0,20}?(\d+(?:\.\d+)?)\s*(min|s)\b", re.IGNORECASE)

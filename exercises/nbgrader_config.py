@@ -35,7 +35,7 @@ c.LockCells.lock_readonly_cells = True
 # that cannot see this folder, the gradebook or the source notebooks, with a memory cap and a time
 # cap per submission; a kernel that dies scores 0 on the cells it did not finish.
 c.Autograde.autograde_preprocessors = [
-    "medlearn.sandbox.SandboxedExecute",
+    "medlearn.course.sandbox.SandboxedExecute",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
@@ -50,6 +50,6 @@ c.SandboxedExecute.submission_timeout = 600    # seconds for a whole notebook
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
-    "medlearn.sandbox.HideHiddenTests",
+    "medlearn.course.sandbox.HideHiddenTests",
 ]
 c.HideHiddenTests.enabled = True

@@ -2,7 +2,8 @@
 
 Like `d2l` for Dive into Deep Learning, it holds what two chapters need, so notebooks stay
 short. One module per concern: `data`, `dicom`, `pacs`, `viz`, `metrics`, `noise`, `deploy`;
-`notebooks`, `grading` and `cli` serve instructors. Importing `medlearn` is cheap: torch,
+the instructor's tooling (runner, book build, grading, sandbox, site check, CLI) lives
+apart in `medlearn.course`, which `import medlearn` never loads. Importing `medlearn` is cheap: torch,
 fastai and MONAI are imported inside the functions that need them.
 """
 

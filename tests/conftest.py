@@ -29,7 +29,7 @@ DATA_HELP = ("real sample data not found at {path}. Provide them: `make samples`
 
 
 def _required(what: str) -> bool:
-    from medlearn.book import required
+    from medlearn.course.book import required
 
     return required(what)
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from medlearn import notebooks as runner
-from medlearn.book import build_book, toc_files
-from medlearn.cli import main as cli_main
+from medlearn.course import notebooks as runner
+from medlearn.course.book import build_book, toc_files
+from medlearn.course.cli import main as cli_main
 
 pytestmark = pytest.mark.notebook
 
@@ -177,7 +177,7 @@ PACS_CELLS = ["import sys\nif 'google.colab' in sys.modules:  # a shell escape, 
 
 
 def test_notebook_needs_reads_the_metadata_flag_and_orthanc_calls(tmp_path):
-    from medlearn.book import notebook_needs
+    from medlearn.course.book import notebook_needs
 
     plain = write_notebook(tmp_path / "plain.ipynb", "print('Orthanc is a PACS')  # no call")
     calls = write_notebook(tmp_path / "calls.ipynb", *PACS_CELLS)
@@ -194,7 +194,7 @@ def test_notebook_needs_reads_the_metadata_flag_and_orthanc_calls(tmp_path):
 
 
 def test_a_missing_python_plugin_marks_only_the_one_click_chapter(tmp_path, monkeypatch):
-    from medlearn.book import missing_requirements
+    from medlearn.course.book import missing_requirements
     from medlearn.deploy import oneclick as oneclick_module
     from medlearn.pacs import orthanc_available
 
@@ -238,7 +238,7 @@ def test_book_without_orthanc_marks_the_pacs_chapter_and_ci_refuses(tmp_path, pr
 
 
 def test_banner_names_the_tier_and_the_data_the_notebooks_announced(tmp_path):
-    from medlearn.book import banner, data_provenance
+    from medlearn.course.book import banner, data_provenance
 
     nb = write_notebook(tmp_path / "a.ipynb", "x = 1")
     data = nbformat.read(nb, as_version=4)
@@ -286,7 +286,7 @@ def test_full_run_covers_every_notebook_longest_first(project_root, tmp_path):
     import subprocess
     import sys
 
-    from medlearn.notebooks import collect_notebooks
+    from medlearn.course.notebooks import collect_notebooks
 
     order = project_root / ".ci" / "full_order.py"
     every = {nb.relative_to(project_root).as_posix() for nb in

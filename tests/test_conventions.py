@@ -17,8 +17,8 @@ import nbformat
 import pytest
 import yaml
 
-from medlearn.book import toc_files
-from medlearn.notebooks import collect_notebooks
+from medlearn.course.book import toc_files
+from medlearn.course.notebooks import collect_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())

@@ -113,7 +113,7 @@ def test_a_read_only_cache_serves_real_data_and_writes_derived_files_elsewhere(t
     import subprocess
     import sys
 
-    from medlearn import sandbox
+    from medlearn.course import sandbox
 
     if not sandbox.bwrap_mode():
         pytest.skip("bubblewrap cannot run here (make system-deps installs it)")

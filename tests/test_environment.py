@@ -96,7 +96,7 @@ def _fake_registry(tmp_path: Path, payload: bytes, md5: str):
 
 def test_fetch_samples_downloads_md5_checked_into_the_shared_data_layout(tmp_path, monkeypatch, capsys):
     import medlearn.data as data
-    from medlearn.cli import main
+    from medlearn.course.cli import main
 
     payload = b"real bytes" * 100
     monkeypatch.setattr(data, "REGISTRY", _fake_registry(tmp_path, payload, hashlib.md5(payload).hexdigest()))
@@ -110,7 +110,7 @@ def test_fetch_samples_downloads_md5_checked_into_the_shared_data_layout(tmp_pat
 
 def test_fetch_samples_refuses_a_file_with_the_wrong_md5(tmp_path, monkeypatch):
     import medlearn.data as data
-    from medlearn.cli import fetch_samples
+    from medlearn.course.cli import fetch_samples
     from medlearn.data import ChecksumError
 
     monkeypatch.setattr(data, "REGISTRY", _fake_registry(tmp_path, b"tampered", "0" * 32))

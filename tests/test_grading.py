@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from medlearn import grading
+from medlearn.course import grading
 
 ROOT = Path(__file__).resolve().parents[1]
 COURSE = ROOT / "exercises"
@@ -281,7 +281,7 @@ def _hostile_tiny_course(tmp_path: Path, extra_config: str) -> tuple[Path, Path]
 
 
 def test_sandbox_hides_the_course_and_caps_time_and_memory(tmp_path, monkeypatch):
-    from medlearn.sandbox import bwrap_mode
+    from medlearn.course.sandbox import bwrap_mode
 
     monkeypatch.setenv("GRADER_TOKEN", "not-for-students")
     if not bwrap_mode():
@@ -315,7 +315,7 @@ def test_without_the_sandbox_the_same_attack_reads_the_hidden_tests(tmp_path, mo
 
 
 def test_feedback_shows_name_points_and_message_but_no_hidden_test():
-    from medlearn.sandbox import HideHiddenTests
+    from medlearn.course.sandbox import HideHiddenTests
 
     nb = nbformat.v4.new_notebook()
     base = dict(schema_version=3, task=False, locked=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,28 @@ def test_submodule_defers_heavy_imports(module):
     heavy = [m for m in result["heavy"] if m != "matplotlib"]
     print(f"\nimport {module}: {result['seconds'] * 1000:.0f} ms")
     assert heavy == [], f"`import {module}` imported {heavy}; import them inside the functions that need them"
+
+
+LIBRARY = [m for m in _submodules() if not m.startswith("medlearn.course")]
+COURSE_PROBE = """
+import importlib, json, sys
+for name in json.loads(sys.argv[1]):
+    importlib.import_module(name)
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("medlearn.course"))))
+"""
+
+
+def test_student_library_loads_no_instructor_tooling():
+    """`import medlearn` and every library module (what Colab runs) load nothing from medlearn.course."""
+    out = subprocess.run([sys.executable, "-c", COURSE_PROBE, json.dumps(["medlearn", *LIBRARY])],
+                         cwd=ROOT, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_library_sources_never_name_the_course_room():
+    """The dependency points one way: medlearn.course imports the library, never the reverse."""
+    imports = re.compile(r"^\s*(from\s+medlearn\.course\b|import\s+medlearn\.course\b"
+                         r"|from\s+medlearn\s+import\s+.*\bcourse\b)", re.M)
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "medlearn").rglob("*.py")
+                 if p.relative_to(ROOT / "medlearn").parts[0] != "course" and imports.search(p.read_text())]
+    assert offenders == []

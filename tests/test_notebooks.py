@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from medlearn.notebooks import _medlearn_digest, collect_notebooks, run_notebooks
+from medlearn.course.notebooks import _medlearn_digest, collect_notebooks, run_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = collect_notebooks([ROOT / "book"]) + sorted(ROOT.glob("exercises/source/*/*.ipynb"))
@@ -66,7 +66,7 @@ def test_notebook_runs_in_the_smoke_tier(smoke_report, notebook):
 
 
 def test_book_builds_from_the_executed_notebooks(smoke_report, book_copy):
-    from medlearn.book import build_book, toc_notebooks
+    from medlearn.course.book import build_book, toc_notebooks
 
     results, report, digest = smoke_report
     in_book = [nb.relative_to(book_copy).as_posix() for nb in toc_notebooks(book_copy)]
@@ -102,12 +102,12 @@ def test_built_book_passes_the_browser_check(smoke_report, book_copy):
     A plain `pytest` run also saves screenshots to _build/site-check for a maintainer to look
     at; `make test` (xdist) skips them, as nothing checks them (`make check-site` writes them).
     """
-    from medlearn.site_check import check_site
+    from medlearn.course.site_check import check_site
 
     html = book_copy / "_build" / "html"
     if not (html / "index.html").is_file():
         pytest.fail("the book was not built (see test_book_builds_from_the_executed_notebooks)")
-    # code wraps instead of scrolling sideways (medlearn/book_static/medlearn-book.css)
+    # code wraps instead of scrolling sideways (medlearn/course/book_static/medlearn-book.css)
     assert "medlearn-book.css" in (html / "book" / "part1" / "1_1_learning_from_images.html").read_text()
     assert "pre-wrap" in (html / "_static" / "medlearn-book.css").read_text()
     shots = None if os.environ.get("PYTEST_XDIST_WORKER") else ROOT / "_build" / "site-check"

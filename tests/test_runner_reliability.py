@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from medlearn import notebooks as runner
+from medlearn.course import notebooks as runner
 from medlearn import pacs
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from medlearn.book import required
-from medlearn.site_check import SiteCheckError, check_site, find_browser, site_pages
+from medlearn.course.book import required
+from medlearn.course.site_check import SiteCheckError, check_site, find_browser, site_pages
 
 try:
     find_browser()
@@ -106,7 +106,7 @@ def test_check_site_needs_a_built_site(tmp_path):
 
 
 def test_cli_check_site_exit_code(tmp_path):
-    from medlearn.cli import main
+    from medlearn.course.cli import main
 
     site = tmp_path / "ok"
     site.mkdir()

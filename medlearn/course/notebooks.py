@@ -17,7 +17,7 @@ Set ``MEDLEARN_BUDGET_S`` to override the budget on a slow machine.
 
 Example::
 
-    from medlearn.notebooks import run_notebooks
+    from medlearn.course.notebooks import run_notebooks
     report = run_notebooks(["book/part1"], tier="smoke", jobs=2)
     assert report.ok, report.failures()
 """
@@ -209,8 +209,8 @@ def _relative(nb: Path, root: Path) -> Path:
 
 # --------------------------------------------------------------------------- cache key
 
-#: Instructor tooling: editing it does not change what a notebook computes, so it is not in the key.
-_TOOLING = {"notebooks.py", "book.py", "cli.py", "grading.py"}
+#: The instructor's room: editing it does not change what a notebook computes, so it is not in the key.
+_TOOLING = "course"
 
 
 def _medlearn_digest() -> str:
@@ -220,7 +220,7 @@ def _medlearn_digest() -> str:
     h = hashlib.sha256(medlearn.__version__.encode())
     pkg = Path(medlearn.__file__).parent
     for f in sorted(pkg.rglob("*.py")):
-        if f.parent == pkg and f.name in _TOOLING:
+        if f.relative_to(pkg).parts[0] == _TOOLING:
             continue
         h.update(str(f.relative_to(pkg)).encode())
         h.update(f.read_bytes())
@@ -457,7 +457,7 @@ def _run_one(nb: Path, out: Path, rel: Path, tier: str, parameters: dict, budget
     spec = {"input": str(nb), "output": str(partial), "parameters": parameters, "kernel": KERNEL,
             "cwd": str(nb.parent), "cell_timeout": cell_timeout_for(budget_s),
             "start_timeout": KERNEL_START_TIMEOUT_S, "error_file": str(error_file)}
-    cmd = [sys.executable, "-c", "import sys; from medlearn.notebooks import _child_main; "
+    cmd = [sys.executable, "-c", "import sys; from medlearn.course.notebooks import _child_main; "
            "sys.exit(_child_main(sys.argv[1:]))", json.dumps(spec)]
     limit = hard_limit_for(budget_s)
     import shutil
@@ -548,7 +548,7 @@ def run_notebooks(paths=("book",), tier: str = "smoke", jobs: int = 1, out_dir="
     reused ("cached"). The JSON report goes to `report_path` (default
     ``<out_dir>/report-<tier>.json``). `cache_statuses` widens what may be reused: the book build
     also reuses a run that completed but overran its budget ("over-budget"). Introduced in the README ("Instructors") and used by
-    `medlearn.book.build_book` and ``tests/test_notebooks.py``.
+    `medlearn.course.book.build_book` and ``tests/test_notebooks.py``.
     """
     if tier not in TIER_PARAMETERS:
         raise ValueError(f"unknown tier {tier!r}; use one of {sorted(TIER_PARAMETERS)}")

@@ -12,7 +12,7 @@ gradebook, so nothing is written into the repository. For each assignment it
    comparing text, not just the markers);
 4. generates feedback HTML for every submission and checks that none shows a hidden-test line.
 
-Student code runs in the course's grading sandbox (`medlearn.sandbox`, configured in
+Student code runs in the course's grading sandbox (`medlearn.course.sandbox`, configured in
 exercises/nbgrader_config.py): it cannot read the source notebooks or the gradebook, has a memory
 cap and a time cap per submission. The hostile submissions in tests/submissions/a1_vision_basics/
 prove it.
@@ -181,7 +181,7 @@ def hidden_test_lines(source_path: str | Path) -> set[str]:
     """Return the hidden-test lines of a source notebook that appear nowhere outside a region."""
     import nbformat
 
-    from medlearn.sandbox import hidden_lines
+    from medlearn.course.sandbox import hidden_lines
 
     nb = nbformat.read(str(source_path), as_version=4)
     _, visible = _protected_lines(nb)
@@ -193,7 +193,7 @@ def sandbox_description(config) -> str:
     steps = [str(getattr(p, "__name__", p)) for p in config.Autograde.get("autograde_preprocessors", [])]
     if not any(s.endswith("SandboxedExecute") for s in steps):
         return "sandbox: OFF (nbgrader's Execute: student code runs with your rights; exercises/README.md)"
-    from medlearn.sandbox import SandboxedExecute, bwrap_mode
+    from medlearn.course.sandbox import SandboxedExecute, bwrap_mode
 
     settings = {name: config.SandboxedExecute.get(name, SandboxedExecute.class_traits()[name].default_value)
                 for name in ("sandbox", "memory_limit_mb", "submission_timeout")}

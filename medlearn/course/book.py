@@ -260,7 +260,7 @@ def _stage(root: Path, stage: Path, executed: dict[Path, Path], *,
         config.setdefault("html", {})["announcement"] = announcement
     extensions = config["sphinx"].setdefault("extra_extensions", []) or []
     if __name__ not in extensions:
-        config["sphinx"]["extra_extensions"] = [*extensions, "medlearn.book"]  # setup() below
+        config["sphinx"]["extra_extensions"] = [*extensions, "medlearn.course.book"]  # setup() below
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
@@ -269,7 +269,7 @@ def build_book(root: str | os.PathLike = ".", tier: str = "smoke", jobs: int = 1
                executed_dir: str | os.PathLike | None = None) -> bool:
     """Return True when the book built without errors; the HTML is in ``<root>/_build/html``.
 
-    Executes the notebooks listed in ``_toc.yml`` through `medlearn.notebooks.run_notebooks` in
+    Executes the notebooks listed in ``_toc.yml`` through `medlearn.course.notebooks.run_notebooks` in
     `tier` (executed copies in `executed_dir`, default ``_build/executed``, cached; `make full`
     leaves its runs in ``_build/full/executed``), stages them with the book's sources in
     ``_build/stage`` and runs ``jupyter-book build -W --keep-going --all``: a notebook error, a
@@ -283,7 +283,7 @@ def build_book(root: str | os.PathLike = ".", tier: str = "smoke", jobs: int = 1
     where the build stops at once with that message. Every page carries a banner (`banner`) with the
     tier, the data the notebooks announced and the date.
     """
-    from medlearn.notebooks import run_notebooks
+    from medlearn.course.notebooks import run_notebooks
 
     root = Path(root).resolve()
     build = root / "_build"
@@ -371,12 +371,12 @@ def _theme_mode(app, config) -> None:
 
 
 def _book_css(app, config) -> None:
-    """Serve medlearn/book_static/ and load its stylesheet (code wraps instead of scrolling)."""
+    """Serve medlearn/course/book_static/ and load its stylesheet (code wraps instead of scrolling)."""
     config.html_static_path = [*config.html_static_path, str(Path(__file__).parent / "book_static")]
 
 
 def setup(app) -> dict:
-    """Sphinx entry point (``sphinx.extra_extensions: [medlearn.book]`` in the staged config)."""
+    """Sphinx entry point (``sphinx.extra_extensions: [medlearn.course.book]`` in the staged config)."""
     app.connect("config-inited", _theme_mode)
     app.connect("config-inited", _book_css)
     app.add_css_file("medlearn-book.css")

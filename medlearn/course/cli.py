@@ -92,18 +92,18 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run-notebooks":
-        from medlearn.notebooks import run_notebooks
+        from medlearn.course.notebooks import run_notebooks
 
         report = run_notebooks(args.paths, tier=args.tier, jobs=args.jobs, out_dir=args.out,
                                report_path=args.report, use_cache=not args.no_cache)
         return 0 if report.ok else 1
     if args.command == "build-book":
-        from medlearn.book import build_book
+        from medlearn.course.book import build_book
 
         return 0 if build_book(args.root, tier=args.tier, jobs=args.jobs, use_cache=not args.no_cache,
                                executed_dir=args.executed) else 1
     if args.command == "grade-check":
-        from medlearn.grading import grade_check, write_student_versions
+        from medlearn.course.grading import grade_check, write_student_versions
 
         if args.write_student:
             write_student_versions(args.assignments or None, course_dir=args.course)
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         fetch_samples(args.dest)
         return 0
     if args.command == "check-site":
-        from medlearn.site_check import check_site
+        from medlearn.course.site_check import check_site
 
         return 0 if check_site(args.html, screenshots=args.screenshots, browser=args.browser).ok else 1
     return 2
